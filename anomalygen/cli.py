@@ -1,0 +1,69 @@
+"""The `anomalygen` command line: a thin click layer over the library.
+
+Subcommands live in `anomalygen/commands/<name>.py` (each exposes `command`) and are
+imported only when used, so `anomalygen --help` and `validate` never import torch.
+To add one: put an entry in COMMANDS with a one-line example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from . import __version__
+from .errors import AnomalygenError
+
+# name -> (module exposing `command`, example shown in `anomalygen --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("anomalygen.commands.validate", "anomalygen validate out/anomaly-shapenet"),
+    "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
+}
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit code 2: the user's input is wrong, not our code."""
+
+    exit_code = 2
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name][0]).command
+
+    def format_epilog(self, ctx, formatter):
+        with formatter.section("Examples"):
+            formatter.write_dl([(name, ex) for name, (_, ex) in sorted(COMMANDS.items())])
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AnomalygenError as exc:
+            raise UserError(str(exc)) from None
+        except FileNotFoundError as exc:
+            raise UserError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="anomalygen")
+def cli():
+    """Manufacture labeled 3D anomaly datasets and train the detectors that consume them.
+
+    Every command runs offline on an embedded default (procedural shapes, rendered
+    scenes, bundled textures) and reads/writes the public layouts: Anomaly-ShapeNet,
+    Real3D-AD and MVTec 3D-AD. `anomalygen COMMAND --help` explains each command.
+    """
+
+
+def main(argv=None):
+    return cli.main(args=argv, prog_name="anomalygen")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

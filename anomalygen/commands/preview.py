@@ -1,0 +1,62 @@
+"""`anomalygen preview DIR`: PNG contact sheets of a dataset or of a detector run.
+
+Dispatches on what DIR is; each kind's renderer lives with the code that knows it:
+  - a detector run (has run.json)         -> anomalygen.detectors.preview.preview_run
+  - a point-cloud dataset (Anomaly-ShapeNet, Real3D-AD) -> anomalygen.preview.points.preview_point_dataset
+  - an MVTec 3D-AD dataset                -> anomalygen.preview.images.preview_image_dataset
+Each returns the list of PNG paths it wrote.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from ..errors import AnomalygenError
+from ..io import detect_layout
+
+RENDERERS = {
+    "run": ("anomalygen.detectors.preview", "preview_run"),
+    "anomaly-shapenet": ("anomalygen.preview.points", "preview_point_dataset"),
+    "real3d-ad": ("anomalygen.preview.points", "preview_point_dataset"),
+    "mvtec3d-ad": ("anomalygen.preview.images", "preview_image_dataset"),
+}
+
+
+def preview(directory: str | Path, out: str | Path | None = None, classes: list[str] | None = None,
+            per_class: int = 8, seed: int = 0) -> list[Path]:
+    """Write PNG previews of a dataset or detector run; returns their paths."""
+    directory = Path(directory)
+    kind = "run" if (directory / "run.json").is_file() else detect_layout(directory)
+    module, func = RENDERERS[kind]
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError):
+        raise AnomalygenError(f"previews of {kind} folders are not available in this build") from None
+    return fn(directory, out=Path(out) if out else directory / "preview", classes=classes,
+              per_class=per_class, seed=seed)
+
+
+@click.command("preview")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the PNGs (default: DIR/preview).")
+@click.option("--classes", default=None, help="Comma-separated classes (default: all).")
+@click.option("--per-class", type=int, default=8, show_default=True, help="Samples shown per class sheet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which samples are picked.")
+def command(directory, out, classes, per_class, seed):
+    """PNG contact sheets so a person can judge realism and labels at a glance.
+
+    For a point-cloud dataset: a few views per sample, anomalous points in red.
+    For an MVTec 3D-AD dataset: rgb, depth and gt side by side.
+    For a detector run (train-detector output): predicted maps next to ground truth.
+
+    \b
+    Example:
+      anomalygen preview out/anomaly-shapenet --classes bowl0,vase1
+    """
+    paths = preview(directory, out, classes.split(",") if classes else None, per_class, seed)
+    for p in paths:
+        click.echo(str(p))

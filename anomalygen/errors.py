@@ -1,0 +1,25 @@
+"""Exceptions that mean "the user gave us something wrong".
+
+The CLI turns every AnomalygenError into one line on stderr and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class AnomalygenError(Exception):
+    """Base class for user-facing errors (bad path, wrong layout, corrupt file, bad option)."""
+
+
+class FormatError(AnomalygenError):
+    """A file exists but does not hold what its format promises."""
+
+
+class LayoutError(AnomalygenError):
+    """A directory is not in any layout we know, or breaks the one it claims."""
+
+
+class RecipeError(AnomalygenError):
+    """A recipe file is missing, malformed or holds an out-of-range value."""
+
+
+class MetricError(AnomalygenError, ValueError):
+    """A metric cannot be computed from these inputs (one class only, NaN scores, ...)."""

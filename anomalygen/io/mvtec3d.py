@@ -1,0 +1,130 @@
+"""MVTec 3D-AD layout (FORMATS.md):
+
+    <class>/{train,validation}/good/{rgb/NNN.png, xyz/NNN.tiff}
+    <class>/test/<good|defect>/{rgb/NNN.png, xyz/NNN.tiff, gt/NNN.png}
+    <class>/calibration/camera_parameters.json   (optional)
+
+xyz: H x W x 3 float32 metres, all-zero where invalid; gt: 8-bit, 255 = anomalous.
+We write no gt for good samples (FORMATS.md) and read a missing gt as all zeros.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import FormatError, LayoutError
+from ._paths import natural_key, subdirs
+from .atomic import atomic_path, write_text_atomic
+from .samples import GOOD, Dataset, ImageSample, SampleRef
+
+LAYOUT = "mvtec3d-ad"
+SPLITS = ("train", "validation", "test")
+CLASSES = ("bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "potato", "rope", "tire")
+
+
+def sample_name(index: int) -> str:
+    return f"{index:03d}"
+
+
+def read_xyz_tiff(path: str | os.PathLike) -> np.ndarray:
+    try:
+        xyz = tifffile.imread(str(path))
+    except Exception as exc:  # tifffile raises several types on corrupt input
+        raise FormatError(f"{path}: unreadable TIFF ({exc})") from None
+    if xyz.ndim != 3 or xyz.shape[2] != 3:
+        raise FormatError(f"{path}: xyz TIFF must be H x W x 3, got {xyz.shape}")
+    return xyz.astype(np.float32, copy=False)
+
+
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise FormatError(f"{path}: unreadable PNG ({exc})") from None
+
+
+def read_mask_png(path: str | os.PathLike) -> np.ndarray:
+    m = read_png(path)
+    if m.ndim == 3:
+        m = m[..., 0]
+    return (m > 0).astype(np.uint8)
+
+
+def _load(ref: SampleRef) -> ImageSample:
+    f = ref.files
+    xyz = read_xyz_tiff(f["xyz"])
+    rgb = read_png(f["rgb"]) if "rgb" in f else None
+    if rgb is not None and rgb.ndim == 3 and rgb.shape[2] == 4:
+        rgb = rgb[..., :3]
+    mask = read_mask_png(f["gt"]) if "gt" in f else np.zeros(xyz.shape[:2], np.uint8)
+    return ImageSample(xyz=xyz, rgb=rgb, mask=mask, cls=ref.cls, split=ref.split,
+                       defect=ref.defect, name=ref.name, path=f["xyz"])
+
+
+class MVTec3DDataset(Dataset):
+    layout = LAYOUT
+
+    def __init__(self, root: str | os.PathLike):
+        super().__init__(root)
+        if not self.root.is_dir():
+            raise LayoutError(f"{root}: not a directory")
+
+    def classes(self) -> list[str]:
+        return [d.name for d in subdirs(self.root) if any((d / s).is_dir() for s in SPLITS)]
+
+    def _scan_class(self, cls: str) -> list[SampleRef]:
+        refs = []
+        for split in SPLITS:
+            for ddir in subdirs(self.root / cls / split):
+                for xyz in sorted((ddir / "xyz").glob("*.tiff"), key=natural_key):
+                    files = {"xyz": xyz}
+                    for kind in ("rgb", "gt"):
+                        p = ddir / kind / f"{xyz.stem}.png"
+                        if p.is_file():
+                            files[kind] = p
+                    refs.append(SampleRef(LAYOUT, cls, split, ddir.name, xyz.stem, files, _load))
+        return refs
+
+    def camera_parameters(self, cls: str) -> dict | None:
+        p = self.root / cls / "calibration" / "camera_parameters.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_sample(root: str | os.PathLike, sample: ImageSample) -> dict[str, Path]:
+    """Write xyz .tiff, rgb .png and (anomalous test samples) gt .png, each atomically."""
+    if not sample.name:
+        raise ValueError("sample.name is required (see sample_name())")
+    xyz = np.asarray(sample.xyz)
+    if xyz.ndim != 3 or xyz.shape[2] != 3:
+        raise ValueError(f"xyz must be H x W x 3, got {xyz.shape}")
+    base = Path(root) / sample.cls / sample.split / sample.defect
+    out = {}
+    with atomic_path(base / "xyz" / f"{sample.name}.tiff") as tmp:
+        tifffile.imwrite(tmp, xyz.astype(np.float32, copy=False))
+    out["xyz"] = base / "xyz" / f"{sample.name}.tiff"
+    if sample.rgb is not None:
+        rgb = np.asarray(sample.rgb)
+        if rgb.shape[:2] != xyz.shape[:2]:
+            raise ValueError(f"rgb {rgb.shape} and xyz {xyz.shape} differ in size")
+        with atomic_path(base / "rgb" / f"{sample.name}.png") as tmp:
+            Image.fromarray(rgb.astype(np.uint8)).save(tmp)
+        out["rgb"] = base / "rgb" / f"{sample.name}.png"
+    if sample.split == "test" and sample.defect != GOOD:
+        mask = np.asarray(sample.mask)
+        if mask.shape != xyz.shape[:2]:
+            raise ValueError(f"mask {mask.shape} and xyz {xyz.shape} differ in size")
+        with atomic_path(base / "gt" / f"{sample.name}.png") as tmp:
+            Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8), mode="L").save(tmp)
+        out["gt"] = base / "gt" / f"{sample.name}.png"
+    return out
+
+
+def write_camera_parameters(root: str | os.PathLike, cls: str, params: dict) -> Path:
+    return write_text_atomic(Path(root) / cls / "calibration" / "camera_parameters.json", json.dumps(params, indent=2))

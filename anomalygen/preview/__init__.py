@@ -1,0 +1,1 @@
+"""PNG previews of datasets (contact sheets)."""
