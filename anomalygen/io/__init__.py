@@ -39,7 +39,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     if (root / "pcd").is_dir():
         return anomaly_shapenet.LAYOUT
     for d in subdirs(root):
-        if any((d / s / "good" / "xyz").is_dir() for s in mvtec3d.SPLITS):
+        if any(x.is_dir() for s in mvtec3d.SPLITS for x in (d / s).glob("*/xyz")):
             return mvtec3d.LAYOUT
         if (d / "GT").is_dir() or any((d / "train").glob("*_template[0-9]*.pcd")):
             return anomaly_shapenet.LAYOUT

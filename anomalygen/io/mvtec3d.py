@@ -107,7 +107,7 @@ def write_sample(root: str | os.PathLike, sample: ImageSample) -> dict[str, Path
     base = Path(root) / sample.cls / sample.split / sample.defect
     out = {}
     with atomic_path(base / "xyz" / f"{sample.name}.tiff") as tmp:
-        tifffile.imwrite(tmp, xyz.astype(np.float32, copy=False))
+        tifffile.imwrite(tmp, xyz.astype(np.float32, copy=False), photometric="rgb")
     out["xyz"] = base / "xyz" / f"{sample.name}.tiff"
     if sample.rgb is not None:
         rgb = np.asarray(sample.rgb)

@@ -1,0 +1,80 @@
+"""PCD and GT text files round-trip bit-exactly and stay readable by open3d."""
+
+import numpy as np
+import pytest
+
+from anomalygen.errors import FormatError
+from anomalygen.io import read_gt_txt, read_pcd, read_pcd_xyz, write_gt_txt, write_pcd
+from anomalygen.io.pcd import pcd_bytes
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pcd_roundtrip_is_bit_exact(tmp_path, rng, binary, dtype):
+    pts = (rng.normal(size=(1000, 3)) * rng.choice([1e-4, 1.0, 1e3], size=(1000, 1))).astype(dtype)
+    p = write_pcd(tmp_path / "a.pcd", pts, binary=binary)
+    back = read_pcd_xyz(p)
+    assert back.dtype == dtype
+    assert back.tobytes() == pts.tobytes()
+
+
+def test_pcd_extra_fields_keep_their_dtype(tmp_path, rng):
+    pts = rng.random((50, 3)).astype(np.float32)
+    label = (rng.random(50) > 0.5).astype(np.uint8)
+    for binary in (False, True):
+        d = read_pcd(write_pcd(tmp_path / f"l{binary}.pcd", pts, binary=binary, extra_fields={"label": label}))
+        assert d.fields["label"].dtype == np.uint8
+        assert np.array_equal(d.fields["label"], label)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_open3d_reads_what_we_write_and_we_read_what_open3d_writes(tmp_path, rng, binary):
+    o3d = pytest.importorskip("open3d")
+    pts = rng.random((200, 3)).astype(np.float32)
+    pc = o3d.io.read_point_cloud(str(write_pcd(tmp_path / "ours.pcd", pts, binary=binary)))
+    assert np.allclose(np.asarray(pc.points), pts, atol=1e-6)
+    theirs = tmp_path / "theirs.pcd"
+    o3d.io.write_point_cloud(str(theirs), pc, write_ascii=not binary)
+    assert np.allclose(read_pcd_xyz(theirs), pts, atol=1e-6)
+    o3d.io.write_point_cloud(str(tmp_path / "c.pcd"), pc, write_ascii=False, compressed=True)
+    assert np.allclose(read_pcd_xyz(tmp_path / "c.pcd"), pts, atol=1e-6)
+
+
+def test_corrupt_pcds_raise_format_errors(tmp_path, rng):
+    good = pcd_bytes(rng.random((10, 3)).astype(np.float32), binary=True)
+    (tmp_path / "trunc.pcd").write_bytes(good[:-7])
+    (tmp_path / "junk.pcd").write_bytes(b"\x89PNG not a point cloud")
+    (tmp_path / "rows.pcd").write_bytes(pcd_bytes(rng.random((10, 3)).astype(np.float32)).rsplit(b"\n", 3)[0])
+    for name, needle in (("trunc.pcd", "truncated"), ("junk.pcd", "not a PCD"), ("rows.pcd", "body has"),
+                         ("missing.pcd", "no such")):
+        with pytest.raises(FormatError, match=needle):
+            read_pcd(tmp_path / name)
+
+
+@pytest.mark.parametrize("delim", [",", " "])
+def test_gt_txt_roundtrip(tmp_path, rng, delim):
+    pts = rng.normal(size=(300, 3)).astype(np.float32)
+    lab = (rng.random(300) > 0.9).astype(np.uint8)
+    p = write_gt_txt(tmp_path / "g.txt", pts, lab, delim)
+    first = p.read_text().splitlines()[0]
+    assert first.count(delim) == 3 and first.endswith(("0", "1"))
+    back_pts, back_lab = read_gt_txt(p)  # delimiter sniffed
+    assert np.array_equal(back_pts.astype(np.float32), pts)
+    assert np.array_equal(back_lab, lab)
+
+
+def test_gt_txt_rejects_wrong_column_count(tmp_path):
+    (tmp_path / "g.txt").write_text("1,2,3\n4,5,6\n")
+    with pytest.raises(FormatError, match="4 columns"):
+        read_gt_txt(tmp_path / "g.txt")
+
+
+def test_atomic_writer_leaves_no_partial_file(tmp_path, rng):
+    with pytest.raises(ValueError):
+        write_pcd(tmp_path / "bad.pcd", rng.random((5, 2)))
+    with pytest.raises(RuntimeError):
+        from anomalygen.io import atomic_path
+        with atomic_path(tmp_path / "x.bin") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

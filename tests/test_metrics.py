@@ -1,0 +1,93 @@
+"""Metrics against values computed by hand, and the exact AUPRO against the sampled variant."""
+
+import numpy as np
+import pytest
+
+from anomalygen.errors import MetricError
+from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc, pro_curve, trapezoid_to
+
+
+def test_four_sample_auroc_by_hand():
+    # pos 0.35 beats neg 0.1, loses to 0.4; pos 0.8 beats both -> 3 of 4 pairs
+    assert image_auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    # a tie counts one half: (0.5 vs 0.5) = .5, the other three pairs won -> 3.5 / 4
+    assert image_auroc([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == pytest.approx(0.875)
+
+
+def test_pooled_point_and_pixel_auroc_pool_all_samples():
+    labels = [np.array([0, 1]), np.array([0, 0, 1])]
+    scores = [np.array([0.2, 0.9]), np.array([0.1, 0.95, 0.5])]
+    # pooled: negatives .2 .1 .95, positives .9 .5 -> wins: .9>{.2,.1}, .5>{.2,.1} = 4 of 6
+    assert point_auroc(labels, scores) == pytest.approx(4 / 6)
+    masks = [l.reshape(1, -1) for l in labels]
+    assert pixel_auroc(masks, [s.reshape(1, -1) for s in scores]) == pytest.approx(4 / 6)
+
+
+# Worked on paper: a 2x4 image, components {(0,0),(0,1)} (size 2) and {(1,3)} (size 1).
+MASK = np.array([[1, 1, 0, 0], [0, 0, 0, 1]])
+SCORE = np.array([[0.9, 0.3, 0.5, 0.1], [0.2, 0.4, 0.05, 0.8]])
+# thresholds in descending order -> (FPR over 5 GT-0 pixels, PRO = mean of the two components' overlap):
+# .9:(0, .25) .8:(0, .75) .5:(.2, .75) .4:(.4, .75) .3:(.4, 1) .2:(.6, 1) .1:(.8, 1) .05:(1, 1)
+# area to .3 = .2*.75 + .1*.75 = .225 -> /.3 = .75 ; area to .5 = .4*.75 + .1*1 = .4 -> /.5 = .8
+
+
+def test_pro_curve_by_hand():
+    fpr, pro = pro_curve([MASK], [SCORE])
+    assert np.allclose(fpr, [0, 0, 0, .2, .4, .4, .6, .8, 1, 1])
+    assert np.allclose(pro, [0, .25, .75, .75, .75, 1, 1, 1, 1, 1])
+
+
+def test_tiny_aupro_by_hand():
+    assert aupro([MASK], [SCORE]) == pytest.approx(0.75)
+    assert aupro([MASK], [SCORE], fpr_limit=0.5) == pytest.approx(0.8)
+
+
+def test_components_are_eight_connected():
+    # (0,0) touches (1,1) only diagonally: 8-connected it is ONE region of 3 pixels, 4-connected two (1 + 2)
+    mask = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0]])
+    score = np.array([[0.9, 0.1, 0.1], [0.1, 0.2, 0.2], [0.1, 0.1, 0.1]])
+    fpr, pro = pro_curve([mask], [score])
+    assert fpr[1] == 0 and pro[1] == pytest.approx(1 / 3)  # 4-connectivity would give mean(1, 0) = 0.5
+
+
+def test_trapezoid_interpolates_at_the_limit():
+    assert trapezoid_to([0, 0.5, 1], [0, 1, 1], 0.3) == pytest.approx(0.5 * 0.3 * 0.6)
+    assert trapezoid_to([0, 0.5, 1], [0, 1, 1], 0.5) == pytest.approx(0.25)
+
+
+def test_exact_aupro_agrees_with_100_threshold_variant_on_random_maps():
+    rng = np.random.default_rng(7)
+    for trial in range(5):
+        masks, maps = [], []
+        for _ in range(6):
+            m = np.zeros((48, 48), np.uint8)
+            for _ in range(rng.integers(1, 4)):
+                y, x = rng.integers(0, 40, 2)
+                m[y:y + rng.integers(2, 9), x:x + rng.integers(2, 9)] = 1
+            masks.append(m)
+            maps.append(rng.random((48, 48)) + rng.uniform(0.2, 1.0) * m)
+        exact = aupro(masks, maps)
+        sampled = aupro(masks, maps, num_thresholds=100)
+        assert 0 < exact < 1
+        assert abs(exact - sampled) < 0.01, (trial, exact, sampled)
+
+
+def test_perfect_and_inverted_maps():
+    masks = [MASK]
+    assert aupro(masks, [MASK.astype(float)]) == pytest.approx(1.0)
+    assert aupro(masks, [1.0 - MASK]) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: image_auroc([1, 1, 1], [0.1, 0.2, 0.3]),                      # one class only
+    lambda: image_auroc([0, 1], [0.1, np.nan]),                           # NaN score
+    lambda: image_auroc([0, 1, 1], [0.1, 0.2]),                           # length mismatch
+    lambda: aupro([np.zeros((4, 4))], [np.random.rand(4, 4)]),            # no anomalous region
+    lambda: aupro([np.ones((4, 4))], [np.random.rand(4, 4)]),             # no GT-0 pixel
+    lambda: aupro([MASK], [SCORE[:, :3]]),                                # shape mismatch
+    lambda: aupro([MASK], [np.where(MASK, np.inf, 0.0)]),                 # inf score
+    lambda: point_auroc([], []),                                          # nothing to pool
+])
+def test_degenerate_inputs_raise_clear_errors(call):
+    with pytest.raises(MetricError):
+        call()
