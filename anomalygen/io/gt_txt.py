@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
+from ._text import format_table
 from .atomic import write_bytes_atomic
 
 COMMA = ","
@@ -44,12 +45,8 @@ def gt_txt_bytes(points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA)
     lab = np.asarray(labels)
     if pts.ndim != 2 or pts.shape[1] != 3 or lab.shape != (len(pts),):
         raise ValueError(f"points (N,3) and labels (N,) expected, got {pts.shape} and {lab.shape}")
-    ffmt = "%.9g" if pts.dtype == np.float32 else "%.17g"
-    buf = io.StringIO()
-    table = np.empty(len(pts), dtype=[("x", pts.dtype), ("y", pts.dtype), ("z", pts.dtype), ("l", np.int64)])
-    table["x"], table["y"], table["z"], table["l"] = pts[:, 0], pts[:, 1], pts[:, 2], lab.astype(np.int64)
-    np.savetxt(buf, table, fmt=delimiter.join([ffmt, ffmt, ffmt, "%d"]))
-    return buf.getvalue().encode("ascii")
+    cols = [pts[:, 0], pts[:, 1], pts[:, 2], lab.astype(np.int64)]
+    return format_table(cols, delimiter).encode("ascii")
 
 
 def write_gt_txt(path: str | os.PathLike, points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
+from ._text import format_table
 from .atomic import write_bytes_atomic
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4",
@@ -128,12 +129,6 @@ def read_pcd_xyz(path: str | os.PathLike) -> np.ndarray:
     return read_pcd(path).xyz
 
 
-def _fmt_for(dt: np.dtype) -> str:
-    if dt.kind == "f":
-        return "%.9g" if dt.itemsize == 4 else "%.17g"  # enough digits to round-trip exactly
-    return "%d"
-
-
 def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[str, np.ndarray] | None = None) -> bytes:
     """Serialize (N,3) points (+ optional (N,) extra fields) as PCD v0.7 bytes."""
     pts = np.asarray(points)
@@ -161,13 +156,7 @@ def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[st
         for k, v in cols.items():
             rec[k] = v
         return head.encode("ascii") + rec.tobytes()
-    buf = io.StringIO()
-    if n:
-        table = np.empty(n, dtype=[(k, v.dtype) for k, v in cols.items()])
-        for k, v in cols.items():
-            table[k] = v
-        np.savetxt(buf, table, fmt=" ".join(_fmt_for(v.dtype) for v in cols.values()))
-    return head.encode("ascii") + buf.getvalue().encode("ascii")
+    return head.encode("ascii") + format_table(list(cols.values())).encode("ascii")
 
 
 def write_pcd(path: str | os.PathLike, points: np.ndarray, *, binary: bool = False,

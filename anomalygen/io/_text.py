@@ -1,0 +1,29 @@
+"""Fast text tables for ASCII PCD and GT files.
+
+np.savetxt formats row by row in Python; one `%` over the whole table runs in C
+and is ~3x faster, which matters when a build writes 3,200 files of 30k rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def number_format(dtype: np.dtype) -> str:
+    """printf format that round-trips a value of this dtype exactly."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return "%.9g" if dtype.itemsize <= 4 else "%.17g"
+    return "%d"
+
+
+def format_table(columns: list[np.ndarray], sep: str = " ") -> str:
+    """Rows of the given equal-length 1-D columns, one line each, every value exact."""
+    n = len(columns[0]) if columns else 0
+    if n == 0:
+        return ""
+    row = sep.join(number_format(c.dtype) for c in columns) + "\n"
+    values = np.empty((n, len(columns)), dtype=object)
+    for j, c in enumerate(columns):
+        values[:, j] = c.tolist()  # Python floats/ints: exact for float32 and float64
+    return (row * n) % tuple(values.ravel().tolist())
