@@ -1,0 +1,131 @@
+"""Small geometric helpers shared by the defect operators (no I/O, no state).
+
+Lengths handed to operators are fractions of the object's bounding-box diagonal
+(`diagonal(mesh)`), so one recipe fits objects of any scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+
+try:  # manifold3d gives fast, watertight booleans; trimesh wraps the same library
+    import manifold3d
+except ImportError:  # pragma: no cover - declared dependency
+    manifold3d = None
+
+
+def diagonal(mesh: trimesh.Trimesh) -> float:
+    lo, hi = mesh.bounds
+    return float(np.linalg.norm(hi - lo))
+
+
+def to_manifold(mesh: trimesh.Trimesh):
+    m = manifold3d.Manifold(manifold3d.Mesh(
+        vert_properties=np.ascontiguousarray(mesh.vertices, dtype=np.float32),
+        tri_verts=np.ascontiguousarray(mesh.faces, dtype=np.uint32)))
+    if m.status() != manifold3d.Error.NoError:
+        raise ValueError(f"mesh is not a closed manifold ({m.status()})")
+    return m
+
+
+def from_manifold(m) -> trimesh.Trimesh:
+    mm = m.to_mesh()
+    return trimesh.Trimesh(np.asarray(mm.vert_properties)[:, :3].astype(np.float64),
+                           np.asarray(mm.tri_verts).astype(np.int64), process=False)
+
+
+def face_origin(m) -> np.ndarray:
+    """(F,) originalID of the input mesh each output triangle of manifold `m` came from."""
+    mm = m.to_mesh()
+    run_index = np.asarray(mm.run_index, dtype=np.int64)
+    run_ids = np.asarray(mm.run_original_id, dtype=np.int64)
+    ntri = len(np.asarray(mm.tri_verts))
+    out = np.full(ntri, -1, np.int64)
+    for k, rid in enumerate(run_ids):  # a handful of runs, not a loop over faces
+        out[run_index[k] // 3:run_index[k + 1] // 3] = rid
+    return out
+
+
+def rotation_about(axis: np.ndarray, angle: np.ndarray | float, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors v (N,3) about unit `axis` by per-row `angle` (Rodrigues, vectorized)."""
+    angle = np.asarray(angle, dtype=np.float64)
+    c, s = np.cos(angle)[..., None], np.sin(angle)[..., None]
+    return v * c + np.cross(axis, v) * s + np.outer(v @ axis, axis) * (1 - c)
+
+
+def rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
+    return rotation_about(np.asarray(axis, float), np.full(3, angle), np.eye(3)).T
+
+
+def frame(normal: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit tangents (t1, t2) completing `normal` to a right-handed frame, t1 at a random azimuth."""
+    n = normal / np.linalg.norm(normal)
+    a = np.array([1.0, 0, 0]) if abs(n[0]) < 0.9 else np.array([0, 1.0, 0])
+    u = np.cross(n, a)
+    u /= np.linalg.norm(u)
+    w = np.cross(n, u)
+    phi = rng.uniform(0, 2 * np.pi)
+    t1 = np.cos(phi) * u + np.sin(phi) * w
+    return t1, np.cross(n, t1)
+
+
+def pick_surface_point(mesh: trimesh.Trimesh, rng: np.random.Generator,
+                       weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """An area-weighted random point on the surface, its face normal and face index."""
+    p = mesh.area_faces if weights is None else mesh.area_faces * weights
+    fi = int(rng.choice(len(p), p=p / p.sum()))
+    r = rng.random(2)
+    if r.sum() > 1:
+        r = 1 - r
+    tri = mesh.triangles[fi]
+    point = tri[0] + r[0] * (tri[1] - tri[0]) + r[1] * (tri[2] - tri[0])
+    return point, mesh.face_normals[fi].copy(), fi
+
+
+def region_radius(mesh: trimesh.Trimesh, center: np.ndarray, normal: np.ndarray, area: float,
+                  min_cos: float = 0.0) -> float:
+    """Radius r such that faces within r of `center` (facing like `normal`) hold `area`.
+
+    Turns a target anomaly ratio into a defect size: area is what the labels will cover.
+    """
+    d = np.linalg.norm(mesh.triangles_center - center, axis=1)
+    ok = mesh.face_normals @ normal > min_cos
+    d, a = d[ok], mesh.area_faces[ok]
+    order = np.argsort(d)
+    cum = np.cumsum(a[order])
+    k = int(np.searchsorted(cum, area))
+    return float(d[order][min(k, len(d) - 1)]) if len(d) else 0.0
+
+
+def ray_distance(mesh: trimesh.Trimesh, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Distance along each ray to the first hit (inf when none); open3d's Embree raycaster."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
+                        o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
+    return scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+
+
+def wall_thickness(mesh: trimesh.Trimesh, point: np.ndarray, normal: np.ndarray) -> float:
+    """Material thickness under `point`: distance along -normal to the next surface."""
+    eps = 1e-4 * diagonal(mesh)
+    t = ray_distance(mesh, (point - normal * eps)[None], -normal[None])[0]
+    return float(t + eps) if np.isfinite(t) else diagonal(mesh)
+
+
+def canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Same surface with vertices and faces in a data-defined order, so the bytes we write
+    never depend on the thread scheduling inside a boolean library."""
+    v = np.asarray(mesh.vertices)
+    order = np.lexsort((v[:, 2], v[:, 1], v[:, 0]))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    f = inv[np.asarray(mesh.faces)]
+    # rotate each face so its smallest index comes first (keeps orientation), then sort faces
+    k = np.argmin(f, axis=1)
+    f = np.take_along_axis(f, (k[:, None] + np.arange(3)) % 3, axis=1)
+    f = f[np.lexsort((f[:, 2], f[:, 1], f[:, 0]))]
+    return trimesh.Trimesh(v[order], f, process=False)
