@@ -61,3 +61,14 @@ def test_every_package_folder_is_listed_in_pyproject():
             rel = init.parent.relative_to(ROOT / folder)
             found.add(".".join([pkg, *rel.parts]))
     assert found - listed == set(), f"add to pyproject packages: {sorted(found - listed)}"
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one_verbatim():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    setup = [line for line in readme if line.startswith("apt-get ")]
+    assert len(setup) == 2, setup
+    main_job, test_cmd = setup
+    assert "anomalygen " in main_job and "pytest" in test_cmd
+    assert "torch==2.13.0" in main_job and "torch==2.13.0" in test_cmd  # never an unpinned torch
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_cmd in ci
