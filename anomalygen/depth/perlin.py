@@ -1,0 +1,199 @@
+"""2-D Perlin improved noise over whole arrays (numpy) and batches (torch).
+
+Written by hand because no maintained library offers vectorized improved noise:
+the `noise` package (Casey Duncan's C module) is scalar-only, one Python call per
+pixel. This module reproduces `noise.pnoise2` value for value (same permutation
+table, same `repeatx`/`repeaty`/`base` semantics, same float32 input rounding,
+same octave sum) so the reference stays checkable, while evaluating a whole
+grid in a few array operations.
+
+pnoise2's algorithm (Ken Perlin's improved noise, 2-D slice):
+    i = floor(fmod(x, repeatx)), ii = fmod(i + 1, repeatx)  (same for y)
+    lattice indices are (k & 255) + base, hashed through PERM (512 entries)
+    fade t^3 (t (6t - 15) + 10), gradients GRAD3[h & 15][:2]
+    octaves: sum noise(x f, y f, repeat f) * amp, f *= lacunarity,
+    amp *= persistence, divided by the sum of amplitudes.
+`noise` indexes its 512-entry table up to 510 + 2*base: for base >= 1 some
+cells read past the table (undefined behaviour in the C code). We extend the
+table periodically (perm[k % 256]); for base in {0, 1} every value is equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Ken Perlin's reference permutation, the table `noise` ships.
+PERMUTATION = np.array([
+    151, 160, 137, 91, 90, 15, 131, 13, 201, 95, 96, 53, 194, 233, 7, 225, 140, 36, 103, 30, 69, 142, 8, 99, 37,
+    240, 21, 10, 23, 190, 6, 148, 247, 120, 234, 75, 0, 26, 197, 62, 94, 252, 219, 203, 117, 35, 11, 32, 57, 177,
+    33, 88, 237, 149, 56, 87, 174, 20, 125, 136, 171, 168, 68, 175, 74, 165, 71, 134, 139, 48, 27, 166, 77, 146,
+    158, 231, 83, 111, 229, 122, 60, 211, 133, 230, 220, 105, 92, 41, 55, 46, 245, 40, 244, 102, 143, 54, 65, 25,
+    63, 161, 1, 216, 80, 73, 209, 76, 132, 187, 208, 89, 18, 169, 200, 196, 135, 130, 116, 188, 159, 86, 164, 100,
+    109, 198, 173, 186, 3, 64, 52, 217, 226, 250, 124, 123, 5, 202, 38, 147, 118, 126, 255, 82, 85, 212, 207, 206,
+    59, 227, 47, 16, 58, 17, 182, 189, 28, 42, 223, 183, 170, 213, 119, 248, 152, 2, 44, 154, 163, 70, 221, 153,
+    101, 155, 167, 43, 172, 9, 129, 22, 39, 253, 19, 98, 108, 110, 79, 113, 224, 232, 178, 185, 112, 104, 218, 246,
+    97, 228, 251, 34, 242, 193, 238, 210, 144, 12, 191, 179, 162, 241, 81, 51, 145, 235, 249, 14, 239, 107, 49, 192,
+    214, 31, 181, 199, 106, 157, 184, 84, 204, 176, 115, 121, 50, 45, 127, 4, 150, 254, 138, 236, 205, 93, 222, 114,
+    67, 29, 24, 72, 243, 141, 128, 195, 78, 66, 215, 61, 156, 180,
+], dtype=np.int64)
+
+# (x, y) components of the 16 gradients `noise` indexes with hash & 15 (its GRAD3 table;
+# entries 12-15 differ from Perlin's paper, measured by probing pnoise2 at lattice points).
+GRAD2 = np.array([[1, 1], [-1, 1], [1, -1], [-1, -1], [1, 0], [-1, 0], [1, 0], [-1, 0],
+                  [0, 1], [0, -1], [0, 1], [0, -1], [1, 0], [-1, 0], [0, -1], [0, 1]], dtype=np.float32)
+
+
+def permutation_table(perm: np.ndarray | None = None, base: int = 0) -> np.ndarray:
+    """Lookup table long enough for every index pnoise2 forms: perm[k % 256] for k < 768 + 2*base."""
+    p = PERMUTATION if perm is None else np.asarray(perm, dtype=np.int64)
+    if p.shape != (256,) or not np.array_equal(np.sort(p), np.arange(256)):
+        raise ValueError("perm must be a permutation of 0..255")
+    n = 768 + 2 * int(base)
+    return p[np.arange(n) % 256]
+
+
+def random_permutation(rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(256).astype(np.int64)
+
+
+def _noise2_np(x: np.ndarray, y: np.ndarray, rx: np.float32, ry: np.float32, base: int, table: np.ndarray) -> np.ndarray:
+    """One octave; x, y float32 arrays. Mirrors noise2() in the `noise` C module."""
+    i = np.floor(np.fmod(x, rx)).astype(np.int64)
+    j = np.floor(np.fmod(y, ry)).astype(np.int64)
+    ii = np.fmod((i + 1).astype(np.float32), rx).astype(np.int64)
+    jj = np.fmod((j + 1).astype(np.float32), ry).astype(np.int64)
+    i, j, ii, jj = (i & 255) + base, (j & 255) + base, (ii & 255) + base, (jj & 255) + base
+    x = x - np.floor(x)
+    y = y - np.floor(y)
+    fx = x * x * x * (x * (x * np.float32(6) - np.float32(15)) + np.float32(10))
+    fy = y * y * y * (y * (y * np.float32(6) - np.float32(15)) + np.float32(10))
+    a, b = table[i], table[ii]
+    h_aa, h_ba = table[table[a + j]] & 15, table[table[b + j]] & 15
+    h_ab, h_bb = table[table[a + jj]] & 15, table[table[b + jj]] & 15
+    gx, gy = GRAD2[:, 0], GRAD2[:, 1]
+    x1, y1 = x - np.float32(1), y - np.float32(1)
+    n_aa = x * gx[h_aa] + y * gy[h_aa]
+    n_ba = x1 * gx[h_ba] + y * gy[h_ba]
+    n_ab = x * gx[h_ab] + y1 * gy[h_ab]
+    n_bb = x1 * gx[h_bb] + y1 * gy[h_bb]
+    lo = n_aa + fx * (n_ba - n_aa)
+    hi = n_ab + fx * (n_bb - n_ab)
+    return lo + fy * (hi - lo)
+
+
+def pnoise2_np(x, y, octaves: int = 1, persistence: float = 0.5, lacunarity: float = 2.0,
+               repeatx: float = 1024, repeaty: float = 1024, base: int = 0,
+               perm: np.ndarray | None = None) -> np.ndarray:
+    """Vectorized `noise.pnoise2(x, y, ...)` over broadcastable arrays; float32 result.
+
+    `perm` (a permutation of 0..255) replaces Ken Perlin's table to get a fresh noise field.
+    """
+    if octaves < 1:
+        raise ValueError("octaves must be >= 1")
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32)
+    x, y = np.broadcast_arrays(x, y)
+    table = permutation_table(perm, base)
+    rx, ry = np.float32(repeatx), np.float32(repeaty)
+    if octaves == 1:
+        return _noise2_np(x, y, rx, ry, int(base), table)
+    freq, amp, vmax = np.float32(1), np.float32(1), np.float32(0)
+    total = np.zeros(x.shape, np.float32)
+    for _ in range(octaves):
+        total += _noise2_np(x * freq, y * freq, rx * freq, ry * freq, int(base), table) * amp
+        vmax += amp
+        freq *= np.float32(lacunarity)
+        amp *= np.float32(persistence)
+    return total / vmax
+
+
+def perlin_grid_np(shape: tuple[int, int], res: tuple[float, float], perm: np.ndarray | None = None,
+                   octaves: int = 1, persistence: float = 0.5, lacunarity: float = 2.0,
+                   offset: tuple[float, float] = (0.0, 0.0), base: int = 0) -> np.ndarray:
+    """Noise image (H, W): `res` lattice cells across (rows, cols), like DRAEM's rand_perlin_2d(shape, res)."""
+    h, w = shape
+    ys = (np.arange(h, dtype=np.float64) * res[0] / h + offset[0]).astype(np.float32)
+    xs = (np.arange(w, dtype=np.float64) * res[1] / w + offset[1]).astype(np.float32)
+    return pnoise2_np(xs[None, :], ys[:, None], octaves, persistence, lacunarity, base=base, perm=perm)
+
+
+# ----------------------------------------------------------------------------- torch
+
+def pnoise2_torch(x, y, perm=None, octaves: int = 1, persistence: float = 0.5, lacunarity: float = 2.0,
+                  repeatx: float = 1024, repeaty: float = 1024, base: int = 0):
+    """Batched `pnoise2` in torch (CPU or GPU). x, y: float tensors broadcastable to (B, ...).
+
+    `perm`: None (Ken Perlin's table), a (256,) table shared by the batch, or (B, 256),
+    one table per batch item (then x, y must have a leading batch dimension B).
+    """
+    import torch
+
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.float32, device=x.device)
+    x, y = torch.broadcast_tensors(x, y)
+    dev = x.device
+    p = torch.as_tensor(PERMUTATION if perm is None else perm, dtype=torch.long, device=dev)
+    n = 768 + 2 * int(base)
+    idx = torch.arange(n, device=dev) % 256
+    table = p[..., idx]  # (n,) or (B, n)
+    grad = torch.as_tensor(GRAD2, device=dev)
+    if table.dim() == 2:
+        bsz = table.shape[0]
+        if x.shape[0] != bsz:
+            raise ValueError(f"perm has {bsz} tables but x has leading size {x.shape[0]}")
+        flat_shape = (bsz, -1)
+
+        def look(t):  # gather per batch row
+            return torch.gather(table, 1, t.reshape(flat_shape)).reshape(t.shape)
+    else:
+        def look(t):
+            return table[t]
+
+    def one(x, y, rx, ry):
+        i = torch.floor(torch.fmod(x, rx)).long()
+        j = torch.floor(torch.fmod(y, ry)).long()
+        ii = torch.fmod((i + 1).float(), rx).long()
+        jj = torch.fmod((j + 1).float(), ry).long()
+        i, j, ii, jj = (i & 255) + base, (j & 255) + base, (ii & 255) + base, (jj & 255) + base
+        x = x - torch.floor(x)
+        y = y - torch.floor(y)
+        fx = x * x * x * (x * (x * 6 - 15) + 10)
+        fy = y * y * y * (y * (y * 6 - 15) + 10)
+        a, b = look(i), look(ii)
+        h_aa, h_ba = look(look(a + j)) & 15, look(look(b + j)) & 15
+        h_ab, h_bb = look(look(a + jj)) & 15, look(look(b + jj)) & 15
+        x1, y1 = x - 1, y - 1
+        n_aa = x * grad[h_aa, 0] + y * grad[h_aa, 1]
+        n_ba = x1 * grad[h_ba, 0] + y * grad[h_ba, 1]
+        n_ab = x * grad[h_ab, 0] + y1 * grad[h_ab, 1]
+        n_bb = x1 * grad[h_bb, 0] + y1 * grad[h_bb, 1]
+        lo = n_aa + fx * (n_ba - n_aa)
+        hi = n_ab + fx * (n_bb - n_ab)
+        return lo + fy * (hi - lo)
+
+    if octaves == 1:
+        return one(x, y, float(np.float32(repeatx)), float(np.float32(repeaty)))
+    freq, amp, vmax = np.float32(1), np.float32(1), np.float32(0)
+    total = torch.zeros_like(x)
+    for _ in range(octaves):
+        total = total + one(x * float(freq), y * float(freq), float(np.float32(repeatx) * freq),
+                            float(np.float32(repeaty) * freq)) * float(amp)
+        vmax += amp
+        freq *= np.float32(lacunarity)
+        amp *= np.float32(persistence)
+    return total / float(vmax)
+
+
+def perlin_grid_torch(batch: int, shape: tuple[int, int], res, perm=None, octaves: int = 1,
+                      persistence: float = 0.5, lacunarity: float = 2.0, offset=None, device="cpu"):
+    """(B, H, W) noise images. `res`: (B, 2) cells per (rows, cols); `perm`: (B, 256) or None; `offset`: (B, 2)."""
+    import torch
+
+    h, w = shape
+    res = torch.as_tensor(res, dtype=torch.float64, device=device).reshape(batch, 2)
+    off = torch.zeros(batch, 2, dtype=torch.float64, device=device) if offset is None else \
+        torch.as_tensor(offset, dtype=torch.float64, device=device).reshape(batch, 2)
+    ys = (torch.arange(h, dtype=torch.float64, device=device)[None, :] * res[:, :1] / h + off[:, :1]).float()
+    xs = (torch.arange(w, dtype=torch.float64, device=device)[None, :] * res[:, 1:] / w + off[:, 1:]).float()
+    return pnoise2_torch(xs[:, None, :], ys[:, :, None], perm=perm, octaves=octaves, persistence=persistence,
+                         lacunarity=lacunarity)

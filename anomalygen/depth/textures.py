@@ -1,0 +1,118 @@
+"""Texture images I_u for RGB anomaly mixing (DAS3D Eq. 8).
+
+DAS3D draws I_u from DTD, which cannot be downloaded here. `TextureSource` reads any
+image folder (DTD's `images/<category>/*.jpg` included, searched recursively) or, by
+default, a source that needs no download: the texture photographs scikit-image ships
+(brick, grass, gravel, ...) plus procedural textures (fractal Perlin, stripes, checks,
+speckle), each tinted with a random colour when grey.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import AnomalygenError
+from .perlin import perlin_grid_np, random_permutation
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+SKIMAGE_TEXTURES = ("brick", "grass", "gravel", "immunohistochemistry", "hubble_deep_field")
+PROCEDURAL = ("perlin", "stripes", "checks", "speckle")
+
+
+def _skimage(name: str) -> np.ndarray:
+    import skimage.data
+
+    return np.asarray(getattr(skimage.data, name)())
+
+
+def _to_rgb(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return img[..., :3].astype(np.uint8)
+
+
+def procedural_texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size, 3) uint8 texture drawn from rng."""
+    if kind == "perlin":
+        res = 2 ** int(rng.integers(1, 5))
+        g = perlin_grid_np((size, size), (res, res), random_permutation(rng), octaves=4)
+        g = (g - g.min()) / max(float(np.ptp(g)), 1e-6)
+    elif kind == "stripes":
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        th = rng.uniform(0, np.pi)
+        period = rng.uniform(6, 40)
+        g = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(th) + yy * np.sin(th)) / period)
+    elif kind == "checks":
+        yy, xx = np.mgrid[0:size, 0:size]
+        c = int(rng.integers(6, 40))
+        g = ((yy // c + xx // c) % 2).astype(np.float32)
+    elif kind == "speckle":
+        g = rng.random((size, size)).astype(np.float32)
+    else:
+        raise ValueError(f"unknown procedural texture {kind!r}")
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    return np.clip(c0 + g[..., None] * (c1 - c0), 0, 255).astype(np.uint8)
+
+
+def _crop_resize(img: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Random crop (at least half of each side) resized to shape."""
+    h, w = img.shape[:2]
+    ch = int(rng.integers(max(1, h // 2), h + 1))
+    cw = int(rng.integers(max(1, w // 2), w + 1))
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    crop = img[y0:y0 + ch, x0:x0 + cw]
+    return np.asarray(Image.fromarray(crop).resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+class TextureSource:
+    """Draws texture images I_u of a requested size from a folder or the offline default."""
+
+    def __init__(self, folder: str | os.PathLike | None = None):
+        self.folder = None if folder in (None, "default") else Path(folder)
+        self._cache: dict[str, np.ndarray] = {}
+        if self.folder is not None:
+            if not self.folder.is_dir():
+                raise AnomalygenError(f"--textures {self.folder}: no such directory")
+            self.names = sorted(str(p) for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.names:
+                raise AnomalygenError(f"--textures {self.folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        else:
+            self.names = [f"skimage:{n}" for n in SKIMAGE_TEXTURES] + [f"procedural:{k}" for k in PROCEDURAL]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _image(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            if name.startswith("skimage:"):
+                img = _to_rgb(_skimage(name.split(":", 1)[1]))
+            else:
+                try:
+                    with Image.open(name) as im:
+                        img = np.asarray(im.convert("RGB"))
+                except OSError as exc:
+                    raise AnomalygenError(f"{name}: unreadable texture image ({exc})") from None
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[name] = img
+        return self._cache[name]
+
+    def draw(self, shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """(H, W, 3) uint8 texture and its name."""
+        name = self.names[int(rng.integers(len(self.names)))]
+        if name.startswith("procedural:"):
+            tex = procedural_texture(name.split(":", 1)[1], max(shape), rng)[: shape[0], : shape[1]]
+            return tex, name
+        img = self._image(name)
+        tex = _crop_resize(img, shape, rng).astype(np.float32)
+        if name.startswith("skimage:") and np.allclose(img[..., 0], img[..., 1]):
+            tex = tex * rng.uniform(0.4, 1.2, 3)  # grey photograph: random tint
+        return np.clip(tex, 0, 255).astype(np.uint8), (Path(name).name if self.folder else name)
