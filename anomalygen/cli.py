@@ -19,6 +19,8 @@ from .errors import AnomalygenError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("anomalygen.commands.validate", "anomalygen validate out/anomaly-shapenet"),
     "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
+    "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --out runs/btf"),
+    "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
 }
 
 
@@ -38,8 +40,9 @@ class LazyGroup(click.Group):
         return importlib.import_module(COMMANDS[name][0]).command
 
     def format_epilog(self, ctx, formatter):
-        with formatter.section("Examples"):
-            formatter.write_dl([(name, ex) for name, (_, ex) in sorted(COMMANDS.items())])
+        formatter.write("\nExamples:\n")
+        for _, example in sorted(COMMANDS.values(), key=lambda v: v[1]):
+            formatter.write(f"  {example}\n")  # unwrapped, so they can be copied
 
     def invoke(self, ctx):
         try:

@@ -1,0 +1,166 @@
+"""BTF / PatchCore-FPFH: handcrafted FPFH features + a PatchCore memory bank of normal patches.
+
+Point clouds (Anomaly-ShapeNet, Real3D-AD): FPFH on a farthest-point subsample, one bank
+entry per subsampled point; a test point's score is its subsample neighbour's distance to
+the bank (nearest-neighbour spreading); the object score is PatchCore's reweighted max.
+
+Organized clouds (MVTec 3D-AD): BTF's grid approach. xyz is resized (nearest) to
+`image_size`, FPFH is computed on the valid pixels' points and laid back on the grid,
+smoothed with a 3x3 mean and pooled to a `feature_grid` x `feature_grid` patch grid; patch
+scores are upsampled to the input size and blurred.
+
+Radii are fractions of the object scale: the median bounding-box diagonal of the training
+samples, fixed at fit time so that test samples are measured with the same ruler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import RecipeError
+from ...io.samples import ImageSample, PointSample
+from ..base import Detector
+from ..common.fpfh import FPFH_DIM, fpfh
+from ..common.memory_bank import MemoryBank
+from ..common.points import farthest_point_sample
+from ..common.spread import scaled_sigma, spread_to_pixels, spread_to_points
+
+DEFAULTS = {  # used only when a key is absent; recipes/detectors.yaml holds the shipped values
+    "seed": 0, "coreset_fraction": 0.25, "projection_dim": 128, "reweight_k": 3,
+    "points": {"n_points": 2048, "normal_radius": 0.05, "feature_radius": 0.12, "normal_max_nn": 30,
+               "feature_max_nn": 100, "spread_k": 1},
+    "images": {"image_size": 224, "feature_grid": 56, "normal_radius": 0.02, "feature_radius": 0.05,
+               "normal_max_nn": 30, "feature_max_nn": 100, "blur_sigma": 4.0},
+}
+
+
+def _merge(defaults: dict, given: dict, prefix: str = "btf") -> dict:
+    """Defaults overlaid with the recipe section; unknown keys and non-mapping sections are errors."""
+    if not isinstance(given, dict):
+        raise RecipeError(f"{prefix} must be a mapping, got {given!r}")
+    out = dict(defaults)
+    for k, v in given.items():
+        if k not in defaults:
+            raise RecipeError(f"unknown setting {prefix}.{k}; known: {', '.join(sorted(defaults))}")
+        out[k] = _merge(defaults[k], v, f"{prefix}.{k}") if isinstance(defaults[k], dict) else v
+    return out
+
+
+def _check(cfg: dict) -> dict:
+    def num(path, lo, hi, kind=(int, float)):
+        node = cfg
+        for p in path.split("."):
+            node = node[p]
+        if isinstance(node, bool) or not isinstance(node, kind) or not lo <= node <= hi:
+            raise RecipeError(f"btf.{path} = {node!r}: expected {'an integer' if kind is int else 'a number'} in [{lo}, {hi}]")
+    num("coreset_fraction", 1e-6, 1.0)
+    num("projection_dim", 0, 100000, int)
+    num("reweight_k", 1, 1000, int)
+    num("seed", 0, 2**63 - 1, int)
+    for k in ("n_points", "normal_max_nn", "feature_max_nn", "spread_k"):
+        num(f"points.{k}", 1, 10**7, int)
+    for k in ("image_size", "feature_grid", "normal_max_nn", "feature_max_nn"):
+        num(f"images.{k}", 1, 10**5, int)
+    for kind in ("points", "images"):
+        num(f"{kind}.normal_radius", 1e-9, 10.0)
+        num(f"{kind}.feature_radius", 1e-9, 10.0)
+    num("images.blur_sigma", 0.0, 100.0)
+    if cfg["images"]["feature_grid"] > cfg["images"]["image_size"]:
+        raise RecipeError("btf.images.feature_grid must not exceed btf.images.image_size")
+    return cfg
+
+
+def _diag(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points.max(0) - points.min(0))) if len(points) else 0.0
+
+
+class BTFDetector(Detector):
+    name = "btf"
+    kinds = ("points", "images")
+
+    def __init__(self, config: dict | None = None, device="auto"):
+        super().__init__(config, device)
+        self.cfg = _check(_merge(DEFAULTS, self.config))
+        self.config = self.cfg
+        self.scale = 1.0
+        self.bank: MemoryBank | None = None
+
+    # -- features ----------------------------------------------------------------------
+    def _radii(self, section: dict) -> tuple[float, float]:
+        return section["normal_radius"] * self.scale, section["feature_radius"] * self.scale
+
+    def _subsample(self, points: np.ndarray) -> np.ndarray:
+        """Indices of the FPS subsample where features are computed (deterministic: starts at point 0)."""
+        n = min(self.cfg["points"]["n_points"], len(points))
+        pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        return farthest_point_sample(pts, n, start=0).cpu().numpy()
+
+    def _point_features(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.cfg["points"]
+        sub = points[self._subsample(points)]
+        rn, rf = self._radii(p)
+        return sub, fpfh(sub, rn, rf, p["normal_max_nn"], p["feature_max_nn"])
+
+    def _image_features(self, xyz: np.ndarray) -> torch.Tensor:
+        """(G*G, 33) patch features of an organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
+        c = self.cfg["images"]
+        s, g = c["image_size"], c["feature_grid"]
+        t = torch.as_tensor(xyz, dtype=torch.float32).permute(2, 0, 1)[None]
+        small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy()
+        valid = np.any(small != 0, axis=-1)
+        grid = np.zeros((s, s, FPFH_DIM), np.float32)
+        if valid.sum() >= 3:
+            rn, rf = self._radii(c)
+            # MVTec xyz is in camera coordinates: orient normals toward the camera at the origin.
+            grid[valid] = fpfh(small[valid], rn, rf, c["normal_max_nn"], c["feature_max_nn"], toward=np.zeros(3))
+        f = torch.from_numpy(grid).permute(2, 0, 1)[None]
+        f = F.avg_pool2d(f, 3, stride=1, padding=1)
+        f = F.adaptive_avg_pool2d(f, (g, g))
+        return f[0].permute(1, 2, 0).reshape(g * g, FPFH_DIM)
+
+    # -- interface ---------------------------------------------------------------------
+    def _fit(self, samples, progress) -> None:
+        if self.kind == "points":
+            diags = [_diag(np.asarray(s.points)) for s in samples]
+        else:
+            diags = [_diag(np.asarray(s.xyz)[s.valid]) for s in samples]
+        self.scale = float(np.median(diags)) or 1.0
+        feats = []
+        for s in progress(samples, desc="features"):
+            if self.kind == "points":
+                feats.append(torch.from_numpy(self._point_features(np.asarray(s.points, np.float32))[1]))
+            else:
+                feats.append(self._image_features(s.xyz))
+        feats = torch.cat(feats).to(self.device)
+        self.bank = MemoryBank.fit(feats, self.cfg["coreset_fraction"], self.cfg["projection_dim"],
+                                   self.cfg["seed"], self.cfg["reweight_k"])
+
+    def _score(self, sample):
+        if isinstance(sample, PointSample):
+            points = np.asarray(sample.points, np.float32)
+            if len(points) == 0:
+                return 0.0, np.zeros(0, np.float32)
+            sub, feat = self._point_features(points)
+            obj, patch = self.bank.score(torch.from_numpy(feat).to(self.device))
+            dense = spread_to_points(torch.from_numpy(points).to(self.device), torch.from_numpy(sub).to(self.device),
+                                     patch, self.cfg["points"]["spread_k"])
+            return obj, dense.cpu().numpy()
+        assert isinstance(sample, ImageSample)
+        feat = self._image_features(sample.xyz).to(self.device)
+        obj, patch = self.bank.score(feat)
+        g = self.cfg["images"]["feature_grid"]
+        size = tuple(sample.xyz.shape[:2])
+        amap = spread_to_pixels(patch.reshape(g, g), size, scaled_sigma(self.cfg["images"]["blur_sigma"], size))
+        return obj, amap.cpu().numpy()
+
+    def _save_state(self, directory: Path) -> dict:
+        self.bank.save(directory / "memory_bank.npy")
+        return {"scale": self.scale, "bank_size": len(self.bank)}
+
+    def _load_state(self, directory: Path, state: dict) -> None:
+        self.scale = float(state["scale"])
+        self.bank = MemoryBank.load(directory / "memory_bank.npy", self.cfg["reweight_k"], self.device)
