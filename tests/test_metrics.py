@@ -91,3 +91,11 @@ def test_perfect_and_inverted_maps():
 def test_degenerate_inputs_raise_clear_errors(call):
     with pytest.raises(MetricError):
         call()
+
+
+def test_tied_scores_cross_the_threshold_together():
+    # one anomalous and one normal pixel with the same score: the curve jumps straight from (0,0) to (1,1);
+    # the area under the diagonal up to .3 is .045 -> .15. Counting them one at a time would give 1.0.
+    mask = np.array([[1, 0]])
+    assert aupro([mask], [np.array([[0.5, 0.5]])]) == pytest.approx(0.15)
+    assert aupro([mask[:, ::-1]], [np.array([[0.5, 0.5]])]) == pytest.approx(0.15)
