@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
     "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --out runs/btf"),
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
+    "depth-defects": ("anomalygen.commands.depth_defects", "anomalygen depth-defects --input mvtec3d --out out/das3d"),
+    "render-mvtec3d": ("anomalygen.commands.render_mvtec3d", "anomalygen render-mvtec3d --classes bagel,tire --out out/rendered"),
 }
 
 

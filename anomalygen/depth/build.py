@@ -1,0 +1,304 @@
+"""`depth-defects` driver: K DAS3D anomalous variants per training image, MVTec 3D-AD layout.
+
+Output (under OUT):
+    <class>/train/good/NNN           the (resized) normal training images
+    <class>/validation/good/NNN      the input's validation images, resized
+    <class>/test/good/NNN            the input's normal test images, resized
+    <class>/test/<defect_name>/NNN   variant k of training image i is NNN = i*K + k (xyz, rgb, gt)
+    manifest.json                    recipe, seed, per-variant parameters, validate bounds
+
+Input: a real MVTec 3D-AD tree, or (no path) the rendered default (anomalygen.render).
+Every variant's Generator is seeded from (seed, class, training image, k), so any number
+of workers and either device writes the same parameters; on one device, the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AnomalygenError
+from ..io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
+from ..recipes import load_recipe, require
+from .preprocess import BackgroundConfig, remove_background, resize_sample
+from .synth import DAS3DConfig, draw_params, mix_rgb, move_along_rays, object_scale, synthesize
+from .textures import TextureSource
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one input image comes from: a file reference or a render job (picklable)."""
+
+    cls: str
+    split: str
+    defect: str
+    name: str
+    ref: object = None            # SampleRef for a real tree
+    render: tuple | None = None   # (index, seed, RenderConfig) for the rendered default
+
+    def load(self) -> ImageSample:
+        if self.ref is not None:
+            return self.ref.load()
+        from ..render.dataset import render_sample
+
+        index, seed, cfg = self.render
+        return render_sample(self.cls, self.split, self.defect, index, seed, cfg)[0]
+
+
+def parse_input(spec: str) -> Path | None:
+    """'mvtec3d' -> None (rendered default); 'mvtec3d=PATH' -> PATH."""
+    kind, _, path = spec.partition("=")
+    if kind != "mvtec3d":
+        raise AnomalygenError(f"--input {spec!r}: expected 'mvtec3d' (rendered default) or 'mvtec3d=PATH'")
+    return Path(path).expanduser() if path else None
+
+
+def list_sources(input_path: Path | None, classes: list[str] | None, seed: int,
+                 render_recipe: dict | None = None) -> dict[str, list[Source]]:
+    """{class: sources} for the train, validation and normal test images of each class."""
+    out: dict[str, list[Source]] = {}
+    if input_path is None:
+        from ..render.dataset import RenderConfig
+        from ..render.scene import BUILTIN_SHAPES
+
+        rr = render_recipe or load_recipe("render-mvtec3d")
+        cfg = RenderConfig.from_recipe(rr)
+        classes = classes or list(require(rr, "classes", str))
+        for c in classes:
+            if c not in BUILTIN_SHAPES:
+                raise AnomalygenError(f"unknown class {c!r} for the rendered default; classes: {', '.join(BUILTIN_SHAPES)}")
+        n_train, n_val, n_good, _ = cfg.counts
+        for c in classes:
+            out[c] = [Source(c, s, GOOD, mvtec3d.sample_name(i), render=(i, seed, cfg))
+                      for s, n in (("train", n_train), ("validation", n_val), ("test", n_good)) for i in range(n)]
+        return out
+    if detect_layout(input_path) != mvtec3d.LAYOUT:
+        raise AnomalygenError(f"{input_path}: not an MVTec 3D-AD tree (<class>/train/good/xyz/*.tiff)")
+    ds = open_dataset(input_path, mvtec3d.LAYOUT)
+    known = ds.classes()
+    for c in classes or known:
+        if c not in known:
+            raise AnomalygenError(f"{input_path}: no class {c!r}; classes: {', '.join(known)}")
+        refs = [r for r in ds.samples(c) if r.defect == GOOD]
+        if not any(r.split == "train" for r in refs):
+            raise AnomalygenError(f"{input_path}/{c}: no training images (train/good/xyz/*.tiff)")
+        out[c] = [Source(c, r.split, GOOD, r.name, ref=r) for r in refs]
+    return out
+
+
+def variant_rng(seed: int, cls: str, train_name: str, k: int) -> np.random.Generator:
+    from ..render.scene import class_seed
+
+    return np.random.default_rng(class_seed(seed, "das3d", cls, train_name, k))
+
+
+@dataclass(frozen=True)
+class Job:
+    out: Path
+    source: Source
+    train_index: int          # position among the class's training images (-1: copy only)
+    per_image: int
+    size: int
+    seed: int
+    defect_name: str
+    cfg: DAS3DConfig
+    bg: BackgroundConfig
+    textures: str | None
+
+
+def _prepare(job: Job):
+    s = job.source.load()
+    xyz, rgb, _ = resize_sample(s.xyz, s.rgb, None, job.size)
+    if rgb is not None and rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    return s, xyz, rgb
+
+
+def _write_normal(job: Job, xyz, rgb) -> dict:
+    src = job.source
+    mvtec3d.write_sample(job.out, ImageSample(xyz=xyz, rgb=rgb, mask=np.zeros(xyz.shape[:2], np.uint8), cls=src.cls,
+                                              split=src.split, defect=GOOD, name=src.name))
+    return {"cls": src.cls, "split": src.split, "defect": GOOD, "name": src.name, "source": _source_name(src)}
+
+
+def _source_name(src: Source) -> str:
+    return str(src.ref.files["xyz"]) if src.ref is not None else f"render:{src.cls}/{src.split}/{src.name}"
+
+
+def _variant_name(job: Job, k: int) -> str:
+    return mvtec3d.sample_name(job.train_index * job.per_image + k)
+
+
+def _write_variant(job: Job, k: int, xyz, rgb, mask, record: dict) -> dict:
+    name = _variant_name(job, k)
+    mvtec3d.write_sample(job.out, ImageSample(xyz=xyz, rgb=rgb, mask=mask, cls=job.source.cls, split="test",
+                                              defect=job.defect_name, name=name))
+    return {"cls": job.source.cls, "split": "test", "defect": job.defect_name, "name": name,
+            "source": _source_name(job.source), "train_name": job.source.name, "variant": k, **record}
+
+
+def run_job(job: Job) -> list[dict]:
+    """CPU path: one input image -> its normal copy (+ K variants for a training image)."""
+    _, xyz, rgb = _prepare(job)
+    records = [_write_normal(job, xyz, rgb)]
+    if job.train_index < 0:
+        return records
+    fg = remove_background(xyz, job.bg, np.random.default_rng(0))
+    where = f"{job.source.cls}/{job.source.split}/{job.source.name}"
+    if not fg.any():
+        raise AnomalygenError(f"{where}: background removal left no object pixel")
+    textures = TextureSource(job.textures)
+    for k in range(job.per_image):
+        rng = variant_rng(job.seed, job.source.cls, job.source.name, k)
+        try:
+            syn = synthesize(xyz, rgb, fg, job.cfg, rng, textures)
+        except AnomalygenError as exc:
+            raise AnomalygenError(f"{where}: {exc}") from None
+        records.append(_write_variant(job, k, syn.xyz, syn.rgb, syn.mask, syn.record()))
+    return records
+
+
+def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None) -> list[dict]:
+    """GPU path: depth defects of many variants per batched call; same parameter draws as run_job."""
+    import torch
+
+    from .synth_torch import depth_defect_batch
+
+    records: list[dict] = []
+    pending = []  # (job, k, rng, xyz, rgb, fg, scale)
+    bar = progress(total=len(jobs)) if progress else None
+    textures = TextureSource(jobs[0].textures) if jobs else None
+
+    def flush():
+        work = list(pending)
+        pending.clear()
+        tries = {id(w): 0 for w in work}
+        done = {}
+        while work:
+            params = [draw_params(w[2], w[0].cfg, w[3].shape[:2]) for w in work]
+            z = torch.as_tensor(np.stack([w[3][..., 2] for w in work]), device=device)
+            fg = torch.as_tensor(np.stack([w[5] for w in work]), device=device)
+            sc = torch.as_tensor([w[6] for w in work], device=device)
+            z_a, delta, mask, _ = depth_defect_batch(z, fg, params, work[0][0].cfg, sc)
+            z_a, mask = z_a.cpu().numpy(), mask.cpu().numpy()
+            retry = []
+            for i, w in enumerate(work):
+                tries[id(w)] += 1
+                lo, hi = w[0].cfg.anomaly_ratio
+                ratio = float(mask[i].mean())
+                if lo <= ratio <= hi and mask[i].any():
+                    done[id(w)] = (params[i], z_a[i], mask[i], tries[id(w)])
+                elif tries[id(w)] >= w[0].cfg.max_tries:
+                    s = w[0].source
+                    raise AnomalygenError(f"{s.cls}/{s.split}/{s.name}: no defect with anomaly ratio in [{lo}, {hi}] "
+                                          f"after {w[0].cfg.max_tries} draws; widen depth.anomaly_ratio")
+                else:
+                    retry.append(w)
+            work = retry
+        return done
+
+    def finish(items, done):
+        for w in items:
+            job, k, rng, xyz, rgb, fg, scale = w
+            p, z_a, mask, ntries = done[id(w)]
+            out_rgb, tex = None, None
+            if rgb is not None:
+                tex_img, tex = textures.draw(rgb.shape[:2], rng)
+                out_rgb = mix_rgb(rgb, mask, tex_img, p.beta)
+            rec = {**p.to_json(), "texture": tex, "tries": ntries, "anomaly_ratio": round(float(mask.mean()), 6),
+                   "scale": scale}
+            records.append(_write_variant(job, k, move_along_rays(xyz, z_a, fg), out_rgb, mask, rec))
+
+    for job in jobs:
+        _, xyz, rgb = _prepare(job)
+        records.append(_write_normal(job, xyz, rgb))
+        if job.train_index >= 0:
+            fg = remove_background(xyz, job.bg, np.random.default_rng(0))
+            if not fg.any():
+                raise AnomalygenError(f"{job.source.cls}/{job.source.split}/{job.source.name}: no object pixel")
+            scale = object_scale(xyz, fg & np.any(xyz != 0, axis=-1))
+            for k in range(job.per_image):
+                pending.append((job, k, variant_rng(job.seed, job.source.cls, job.source.name, k), xyz, rgb,
+                                fg & np.any(xyz != 0, axis=-1), scale))
+            if len(pending) >= batch:
+                items = list(pending)
+                finish(items, flush())
+        if bar:
+            bar.update(1)
+    if pending:
+        items = list(pending)
+        finish(items, flush())
+    if bar:
+        bar.close()
+    return records
+
+
+def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: list[str] | None = None,
+                  per_image: int | None = None, size: int | None = None, seed: int | None = None, workers: int = 1,
+                  device: str = "cpu", recipe: dict | None = None, textures: str | None = None,
+                  progress=None) -> Path:
+    """Write the DAS3D synthetic dataset under `out`; returns `out`. `progress(total=n)` makes a tqdm-like bar."""
+    recipe = recipe or load_recipe("das3d")
+    cfg = DAS3DConfig.from_recipe(recipe)
+    bg = BackgroundConfig.from_recipe(recipe)
+    seed = require(recipe, "seed", int) if seed is None else seed
+    per_image = require(recipe, "per_image", int, 1, 1000) if per_image is None else per_image
+    size = require(recipe, "size", int, 0, 4096) if size is None else size
+    if per_image < 1:
+        raise AnomalygenError("--per-image must be >= 1")
+    if size and size < 16:
+        raise AnomalygenError("--size must be 0 (keep) or >= 16")
+    textures = textures or require(recipe, "rgb.textures", str)
+    TextureSource(textures)  # fail early on a bad folder
+    defect_name = require(recipe, "defect_name", str)
+    if device not in ("cpu", "cuda"):
+        raise AnomalygenError(f"--device {device!r}: expected cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise AnomalygenError("--device cuda: no CUDA device visible to torch")
+    input_path = parse_input(input_spec)
+    sources = list_sources(input_path, classes, seed)
+    out = Path(out)
+    jobs = []
+    for cls, srcs in sources.items():
+        t = 0
+        for s in srcs:
+            ti = -1
+            if s.split == "train":
+                ti, t = t, t + 1
+            jobs.append(Job(out, s, ti, per_image, size, seed, defect_name, cfg, bg, textures))
+    if device == "cuda":
+        records = run_jobs_torch(jobs, "cuda", progress=progress)
+    else:
+        bar = progress(total=len(jobs)) if progress else None
+        records = []
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for r in pool.map(run_job, jobs, chunksize=1):
+                    records += r
+                    if bar:
+                        bar.update(1)
+        else:
+            for j in jobs:
+                records += run_job(j)
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+    manifest = {
+        "generator": "anomalygen depth-defects (DAS3D, seed paper 002 Eq. 1-8)",
+        "input": str(input_path) if input_path else "rendered default (anomalygen render-mvtec3d recipe)",
+        "recipe": recipe.get("_source"), "seed": seed, "per_image": per_image, "size": size, "device": device,
+        "textures": textures, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
+        "validate": {"points": [1, (size * size) if size else 10 ** 9], "anomaly_ratio": list(cfg.anomaly_ratio)},
+        "samples": records,
+    }
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    return out

@@ -1,0 +1,129 @@
+"""Preprocessing the field applies to MVTec 3D-AD organized clouds (BTF / M3DM / DAS3D).
+
+    remove_background   RANSAC plane on the border pixels, drop points within 0.005 of it,
+                        keep the largest DBSCAN cluster (open3d)  -> foreground mask
+    resize_sample       xyz and masks by nearest neighbour (an invalid pixel never blends
+                        into a valid one), rgb bilinear
+    das3d_normalize     DAS3D's network input: removed depth := max remaining depth,
+                        depth scaled to (0, 1), background rgb := 0
+
+The plane fit is a vectorized numpy RANSAC driven by our seeded Generator instead of
+open3d's segment_plane, whose global random state would make outputs depend on the
+worker that ran them; DBSCAN is open3d's (deterministic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..errors import AnomalygenError
+
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    border: float = 0.1
+    plane_distance: float = 0.005
+    ransac_iterations: int = 200
+    dbscan_eps: float = 4.0
+    dbscan_min_points: int = 10
+
+    @classmethod
+    def from_recipe(cls, r: dict) -> "BackgroundConfig":
+        from ..recipes import require
+
+        return cls(border=float(require(r, "foreground.border", (int, float), 0.01, 0.5)),
+                   plane_distance=float(require(r, "foreground.plane_distance", (int, float), 0, 10)),
+                   ransac_iterations=require(r, "foreground.ransac_iterations", int, 1, 100000),
+                   dbscan_eps=float(require(r, "foreground.dbscan_eps", (int, float), 0.1, 1000)),
+                   dbscan_min_points=require(r, "foreground.dbscan_min_points", int, 1, 100000))
+
+
+def fit_plane_ransac(pts: np.ndarray, distance: float, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """(4,) plane (a, b, c, d), unit normal, with the most inliers within `distance`, refined by least squares."""
+    if len(pts) < 3:
+        raise AnomalygenError("fewer than 3 border points: cannot fit a background plane")
+    pts = pts.astype(np.float64)
+    sub = pts if len(pts) <= 20000 else pts[rng.choice(len(pts), 20000, replace=False)]
+    tri = sub[rng.integers(0, len(sub), (iterations, 3))]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norm = np.linalg.norm(n, axis=1)
+    ok = norm > 1e-12
+    if not ok.any():
+        raise AnomalygenError("border points are collinear: cannot fit a background plane")
+    n = n[ok] / norm[ok, None]
+    d = -np.einsum("ij,ij->i", n, tri[ok, 0])
+    counts = (np.abs(sub @ n.T + d) < distance).sum(axis=0)
+    best = int(np.argmax(counts))
+    inl = pts[np.abs(pts @ n[best] + d[best]) < distance]
+    c = inl.mean(axis=0)
+    normal = np.linalg.svd(inl - c, full_matrices=False)[2][-1]
+    return np.append(normal, -normal @ c)
+
+
+def pixel_spacing(xyz: np.ndarray, valid: np.ndarray) -> float:
+    """Median 3-D distance between horizontally adjacent valid pixels."""
+    both = valid[:, 1:] & valid[:, :-1]
+    if not both.any():
+        return 1.0
+    return float(np.median(np.linalg.norm(xyz[:, 1:][both] - xyz[:, :-1][both], axis=-1)))
+
+
+def remove_background(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(),
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+    """(H, W) bool foreground: valid pixels off the border-fitted plane, largest DBSCAN cluster."""
+    import open3d as o3d
+
+    rng = rng if rng is not None else np.random.default_rng(0)
+    valid = np.any(xyz != 0, axis=-1)
+    h, w = valid.shape
+    bh, bw = max(1, int(round(h * cfg.border))), max(1, int(round(w * cfg.border)))
+    ring = np.zeros_like(valid)
+    ring[:bh], ring[-bh:], ring[:, :bw], ring[:, -bw:] = True, True, True, True
+    plane = fit_plane_ransac(xyz[ring & valid], cfg.plane_distance, cfg.ransac_iterations, rng)
+    dist = np.abs(xyz.astype(np.float64) @ plane[:3] + plane[3])
+    cand = valid & (dist >= cfg.plane_distance)
+    if not cand.any():
+        return cand
+    idx = np.flatnonzero(cand)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz.reshape(-1, 3)[idx].astype(np.float64)))
+    eps = cfg.dbscan_eps * pixel_spacing(xyz, valid)
+    labels = np.asarray(pcd.cluster_dbscan(eps=eps, min_points=cfg.dbscan_min_points, print_progress=False))
+    fg = np.zeros(h * w, bool)
+    if (labels >= 0).any():
+        biggest = np.bincount(labels[labels >= 0]).argmax()
+        fg[idx[labels == biggest]] = True
+    return fg.reshape(h, w)
+
+
+def _resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of (H, W[, C]) to size (h, w), pixel centres aligned."""
+    h, w = a.shape[:2]
+    ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return a[ys][:, xs]
+
+
+def resize_sample(xyz: np.ndarray, rgb: np.ndarray | None, mask: np.ndarray | None, size: int):
+    """Resize to size x size (size 0 or equal: unchanged). Returns (xyz, rgb, mask)."""
+    if not size or xyz.shape[:2] == (size, size):
+        return xyz, rgb, mask
+    xyz2 = np.ascontiguousarray(_resize_nearest(xyz, (size, size)))
+    rgb2 = None if rgb is None else np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+    mask2 = None if mask is None else np.ascontiguousarray(_resize_nearest(mask, (size, size)))
+    return xyz2, rgb2, mask2
+
+
+def das3d_normalize(z: np.ndarray, fg: np.ndarray, rgb: np.ndarray | None = None):
+    """DAS3D input: depth off the foreground := max foreground depth, min-max scaled to (0, 1) on the
+    foreground; rgb off the foreground := 0, scaled to [0, 1]. Returns (depth float32, rgb float32|None, (lo, hi))."""
+    if not fg.any():
+        raise AnomalygenError("no foreground pixel to normalize")
+    zf = z[fg]
+    lo, hi = float(zf.min()), float(zf.max())
+    d = np.where(fg, z, hi)
+    d = ((d - lo) / max(hi - lo, 1e-9)).astype(np.float32)
+    out_rgb = None if rgb is None else (rgb.astype(np.float32) / 255.0) * fg[..., None]
+    return d, out_rgb, (lo, hi)
