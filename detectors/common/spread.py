@@ -34,7 +34,7 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (H,W) or (B,H,W) maps, reflect padding (as scipy.ndimage's default)."""
+    """Separable Gaussian blur of (H,W) or (B,H,W) maps, reflect padding (scipy.ndimage's mode='mirror')."""
     if sigma <= 0:
         return image
     x = image[None] if image.dim() == 2 else image
