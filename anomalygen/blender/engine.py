@@ -1,0 +1,275 @@
+"""The 'blender' defect engine: same contract as the numpy engine, sculpted in Blender.
+
+    BlenderEngine().apply(mesh, defect, params, seed) -> DefectResult
+    BlenderEngine().apply_many([(mesh, defect, params, seed), ...]) -> [DefectResult]
+
+Division of labour: the SIZE of a defect is decided here exactly as the numpy engine
+decides it (same recipe keys, same target-ratio sizing through
+anomalygen.mesh.geometry, same `size_scale` the build driver adjusts), and the SHAPE
+is made inside Blender by blender_scripts/defect.py (proportional-edit transforms,
+Displace modifiers, MANIFOLD booleans with irregular cutters). The labeler then
+treats the result like any other engine's: distance to the original mesh, plus the
+rim points Blender reports for hole/break/crack.
+
+Blender runs in warm worker processes (anomalygen.blender.workers): one pool per
+Python process, started on first use and closed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import math
+import multiprocessing.util
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from ..errors import AnomalygenError
+from ..mesh import geometry as g
+from ..mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize
+from .workers import BlenderCrash, BlenderJobError, WorkerPool
+
+# Blender proportional-edit falloffs usable as brush profiles (the script's names)
+FALLOFFS = ("SMOOTH", "SPHERE", "ROOT", "SHARP")
+ENV_WORKERS = "ANOMALYGEN_BLENDER_WORKERS"
+ENV_TIMEOUT = "ANOMALYGEN_BLENDER_TIMEOUT"
+
+_POOL: WorkerPool | None = None
+_POOL_PID: int | None = None
+_LOCK = threading.Lock()
+
+
+def shared_pool() -> WorkerPool:
+    """This process's worker pool (size from $ANOMALYGEN_BLENDER_WORKERS, default 1).
+
+    Each build worker process gets its own pool; it is closed at interpreter exit and
+    by multiprocessing's finalizers (pool processes skip atexit).
+    """
+    global _POOL, _POOL_PID
+    with _LOCK:
+        if _POOL is None or _POOL_PID != os.getpid():
+            _POOL = WorkerPool(size=int(os.environ.get(ENV_WORKERS, "1")),
+                               timeout=float(os.environ.get(ENV_TIMEOUT, "120")))
+            _POOL_PID = os.getpid()
+            atexit.register(_POOL.close)
+            multiprocessing.util.Finalize(_POOL, _POOL.close, exitpriority=10)
+        return _POOL
+
+
+def _profile(s: np.ndarray, falloff: str) -> np.ndarray:
+    """Blender's proportional-edit falloff at s = distance / size (1 at the centre, 0 at s = 1)."""
+    x = 1.0 - np.clip(s, 0.0, 1.0)
+    return {"SMOOTH": 3 * x ** 2 - 2 * x ** 3, "SPHERE": np.sqrt(np.clip(2 * x - x * x, 0, 1)),
+            "ROOT": np.sqrt(x), "SHARP": x * x}[falloff]
+
+
+def _reach(falloff: str, level: float) -> float:
+    """Largest s where the falloff is still >= level (level in (0, 1))."""
+    s = np.linspace(0.0, 1.0, 2001)
+    ok = _profile(s, falloff) >= level
+    return float(s[ok].max()) if ok.any() else 1e-3
+
+
+def _target_area(mesh: trimesh.Trimesh, p: dict) -> float:
+    return float(p["target_ratio"]) * float(p["size_scale"]) * float(mesh.area)
+
+
+# ------------------------------------------------------------------ sizing (numpy engine's rules)
+
+def _bump_job(mesh, p, rng, sign):
+    D = g.diagonal(mesh)
+    c, n, _ = g.pick_surface_point(mesh, rng)
+    h = float(p["height"] if sign > 0 else p["depth"]) * D
+    if sign < 0:
+        h = min(h, float(p["max_wall_fraction"]) * g.wall_thickness(mesh, c, n))
+    tau = float(p["tau"]) * D
+    h = max(h, 2.5 * tau)
+    falloff = FALLOFFS[int(rng.integers(len(FALLOFFS)))]
+    r_lab = g.region_radius(mesh, c, n, _target_area(mesh, p))
+    R = max(r_lab / _reach(falloff, tau / h), 1e-6)   # displacement == tau at r_lab
+    return {"center": c.tolist(), "normal": n.tolist(), "radius": R, "height": h, "falloff": falloff,
+            "roughness": float(rng.uniform(0.0, 0.2))}
+
+
+def _bending_job(mesh, p, rng):
+    D = g.diagonal(mesh)
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    s_face = mesh.triangles_center @ u
+    order = np.argsort(-s_face)
+    cum = np.cumsum(mesh.area_faces[order])
+    want = min(_target_area(mesh, p) * float(p["region_factor"]), 0.45 * mesh.area)
+    s0 = float(s_face[order][min(int(np.searchsorted(cum, want)), len(order) - 1)])
+    w = float(p["transition"]) * D
+    s = v @ u
+    band = (s >= s0) & (s <= s0 + w)
+    pivot = v[band].mean(axis=0) if band.any() else v[np.argmin(np.abs(s - s0))]
+    pivot = pivot - ((pivot @ u) - s0) * u
+    a = np.cross(u, rng.normal(size=3))
+    a /= np.linalg.norm(a)
+    angle = float(p["angle_deg"]) * float(rng.choice([-1.0, 1.0]))
+    # Blender: the part past s0 + w rotates rigidly about the hinge (pivot, a); proportional
+    # editing ramps the band [s0, s0 + w] in, like the numpy engine's smoothstep
+    return {"direction": u.tolist(), "pivot": pivot.tolist(), "axis": a.tolist(), "angle": angle,
+            "transition": w, "rigid_from": w}
+
+
+def _hole_job(mesh, p, rng):
+    D = g.diagonal(mesh)
+    c, n, _ = g.pick_surface_point(mesh, rng)
+    thick = g.wall_thickness(mesh, c, n)
+    depth = float(p["depth"]) * D
+    through = thick < depth
+    depth = thick * float(p["through_margin"]) if through else depth
+    rim = float(p["rim_distance"]) * D
+    A = _target_area(mesh, p)
+    b = 2 * np.pi * ((thick if through else depth) + 2 * rim)
+    r = A / b if through else (-b + np.sqrt(b * b + 4 * np.pi * A)) / (2 * np.pi)
+    r = float(np.clip(r, 0.004 * D, 0.25 * D))
+    return {"center": c.tolist(), "normal": n.tolist(), "radius": r, "depth": depth,
+            "irregularity": float(rng.uniform(0.05, 0.2))}
+
+
+def _break_job(mesh, p, rng):
+    D = g.diagonal(mesh)
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    s = mesh.triangles_center @ u
+    weights = (s >= np.quantile(s, 1 - float(p["extremity_quantile"]))).astype(float)
+    c, n, _ = g.pick_surface_point(mesh, rng, weights)
+    r = g.region_radius(mesh, c, n, _target_area(mesh, p) * float(p["region_factor"]), min_cos=-1.0)
+    r = float(np.clip(r, 0.01 * D, 0.35 * D))
+    return {"center": c.tolist(), "normal": n.tolist(), "radius": r, "offset": float(p["offset"]),
+            "irregularity": float(p["roughness"])}
+
+
+def _groove_job(mesh, p, rng, defect):
+    D = g.diagonal(mesh)
+    width = float(p["width"]) * D
+    depth = float(p["depth"]) * D
+    rim = float(p["rim_distance"]) * D if defect in REMOVAL else 0.0
+    c, n, _ = g.pick_surface_point(mesh, rng)
+    thick = g.wall_thickness(mesh, c, n)
+    if defect == "crack" and thick < depth:
+        depth = thick * float(p.get("through_margin", 1.3))
+    else:
+        depth = min(depth, 0.8 * thick)
+    strokes = int(p.get("strokes", 1)) if defect == "scratch" else 1
+    lateral = depth if defect in REMOVAL else 0.5 * depth
+    total = _target_area(mesh, p) / (width + 2 * rim + 2 * lateral)
+    length = float(np.clip(total / strokes, 0.03 * D, float(p["max_length"]) * D))
+    t1, _ = g.frame(n, rng)
+    step = float(p["step"]) * D
+    job = {"center": c.tolist(), "normal": n.tolist(), "direction": t1.tolist(), "length": length,
+           "depth": depth, "step": step, "waviness": math.radians(float(p["jitter_deg"]))}
+    if defect == "scratch":
+        # a smooth V groove of half-width 0.75 w: its part deeper than tau is about w wide
+        job.update(width=0.75 * width, strokes=strokes, spacing=float(p.get("stroke_spacing", 2.5)) / 0.75,
+                   step=min(step, width))
+    else:
+        job.update(width=width)
+    return job
+
+
+SIZERS = {
+    "bulge": lambda m, p, r: _bump_job(m, p, r, +1.0),
+    "concavity": lambda m, p, r: _bump_job(m, p, r, -1.0),
+    "bending": _bending_job,
+    "hole": _hole_job,
+    "break": _break_job,
+    "crack": lambda m, p, r: _groove_job(m, p, r, "crack"),
+    "scratch": lambda m, p, r: _groove_job(m, p, r, "scratch"),
+}
+
+
+# ------------------------------------------------------------------ the engine
+
+class BlenderEngine:
+    """Defects sculpted by Blender in warm worker processes (see module docstring)."""
+
+    name = "blender"
+
+    def __init__(self, pool: WorkerPool | None = None):
+        self._pool = pool
+        self._dir: Path | None = None
+        self._mesh_files: dict[str, Path] = {}
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool or shared_pool()
+
+    def _workdir(self) -> Path:
+        if self._dir is None or not self._dir.is_dir():
+            self._dir = Path(tempfile.mkdtemp(prefix=f"anomalygen-blender-{os.getpid()}-jobs-"))
+            d = self._dir
+            atexit.register(shutil.rmtree, d, True)
+        return self._dir
+
+    def _mesh_file(self, mesh: trimesh.Trimesh) -> Path:
+        """The input mesh as binary PLY, written once per distinct mesh."""
+        v = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
+        f = np.ascontiguousarray(mesh.faces, dtype=np.int64)
+        key = hashlib.sha1(v.tobytes() + f.tobytes()).hexdigest()[:16]
+        path = self._mesh_files.get(key)
+        if path is None or not path.is_file():
+            path = self._workdir() / f"in-{key}.ply"
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(trimesh.exchange.ply.export_ply(trimesh.Trimesh(v, f, process=False), encoding="binary"))
+            os.replace(tmp, path)
+            self._mesh_files[key] = path
+        return path
+
+    def job(self, mesh: trimesh.Trimesh, defect: str, params: dict, seed) -> tuple[dict, dict]:
+        """(Blender job, realized recipe params) of one defect: sizing done, shape left to Blender."""
+        if defect not in DEFECTS:
+            raise AnomalygenError(f"unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
+        rng = np.random.default_rng(seed)
+        p = _realize(defect, params or {}, rng)
+        bparams = SIZERS[defect](mesh, p, rng)
+        name = hashlib.sha1(repr((defect, np.asarray(seed).tolist(), sorted(bparams.items()))).encode()).hexdigest()[:12]
+        out = self._workdir() / f"{defect}-{name}"
+        job = {"input": str(self._mesh_file(mesh)), "output": f"{out}.ply", "defect": defect,
+               "seed": int(rng.integers(2 ** 31)), "params": bparams}
+        return job, p
+
+    def _result(self, mesh: trimesh.Trimesh, defect: str, job: dict, p: dict, reply: dict) -> DefectResult:
+        out = Path(job["output"])
+        try:
+            m = trimesh.load(out, process=False, force="mesh")
+        finally:
+            out.unlink(missing_ok=True)
+        m = g.canonical(trimesh.Trimesh(np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64),
+                                        process=False))
+        if mesh.is_watertight and not reply.get("watertight"):
+            raise ValueError(f"Blender {defect} result is not watertight")
+        drawn = {k: v for k, v in p.items() if isinstance(v, (int, float, str, bool))}
+        real = {k: v for k, v in reply.get("params", {}).items() if k not in ("path", "paths")}
+        D = g.diagonal(mesh)
+        for k in ("radius", "height", "depth", "width", "length", "transition"):
+            if isinstance(real.get(k), (int, float)):
+                real[k] = real[k] / D   # lengths as fractions of the diagonal, like the numpy engine
+        rim = np.asarray(reply["rim_points"], dtype=np.float64) if defect in REMOVAL else None
+        info = {"engine": "blender", "seconds": reply.get("seconds"), "paths": reply.get("params", {}).get("paths")}
+        return DefectResult(m, defect, {**drawn, **real, "engine": "blender"}, rim_points=rim, info=info)
+
+    def apply(self, mesh: trimesh.Trimesh, defect: str, params: dict, seed) -> DefectResult:
+        return self.apply_many([(mesh, defect, params, seed)])[0]
+
+    def apply_many(self, jobs) -> list[DefectResult]:
+        """Run several defects at once (spread over the pool's workers)."""
+        prepared = [(mesh, defect, *self.job(mesh, defect, params, seed)) for mesh, defect, params, seed in jobs]
+        msgs = [{"kind": "defect", "job": job} for _, _, job, _ in prepared]
+        try:
+            replies = self.pool.run(msgs)
+        except BlenderJobError as exc:   # this draw cannot make the defect: the driver redraws
+            raise ValueError(exc.summary) from None
+        except BlenderCrash:
+            raise
+        return [self._result(mesh, defect, job, p, r["result"]) for (mesh, defect, job, p), r in zip(prepared, replies)]

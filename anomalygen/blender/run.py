@@ -1,0 +1,52 @@
+"""One headless run of a Blender script (shipped or a user's), with the bridge's environment.
+
+The script runs in its own process (`python SCRIPT -- ARGS` with the bpy module, or
+`blender -b --factory-startup --python SCRIPT -- ARGS`), with a private TMPDIR that
+is deleted afterwards, so the `blender_*` folders Blender leaves behind go with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AnomalygenError
+from .locate import Launcher, find_launcher, resolve_script
+from .workers import TMP_PREFIX, clean_stale_tmp
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    command: list[str]
+    output: str | None   # stdout + stderr when captured, else None (it went to the terminal)
+    timed_out: bool = False
+
+
+def run_script(script: str | os.PathLike, args: list[str] = (), *, timeout: float | None = None,
+               launcher: Launcher | None = None, capture: bool = False, cwd: str | os.PathLike | None = None) -> RunResult:
+    """Run `script` inside Blender with `args` after '--'; returns its exit status (and output)."""
+    path = resolve_script(script)
+    launcher = launcher or find_launcher()
+    cmd = launcher.command(path, list(args))
+    clean_stale_tmp()
+    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-run-")
+    env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=cwd, timeout=timeout, text=True,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.STDOUT if capture else None)
+        return RunResult(proc.returncode, cmd, proc.stdout if capture else None)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode("utf-8", "replace") if isinstance(exc.stdout, bytes) else exc.stdout
+        return RunResult(124, cmd, out if capture else None, timed_out=True)
+    except OSError as exc:
+        raise AnomalygenError(f"cannot start Blender ({launcher.describe()}): {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        sys.stdout.flush()

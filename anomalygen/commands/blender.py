@@ -1,0 +1,52 @@
+"""`anomalygen blender ...`: headless Blender runs with the bridge's environment."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..blender import find_launcher, resolve_script, run_script, scripts_dir
+
+
+@click.group("blender")
+def command():
+    """Run scripts inside Blender, headless (bpy module or a `blender` binary).
+
+    \b
+    Blender is found in this order: $ANOMALYGEN_BLENDER ('bpy' or a path to a
+    blender executable), the bpy module (pip install 'anomalygen[blender]'),
+    `blender` on PATH.
+    """
+
+
+@command.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--timeout", type=float, default=None, help="Kill the run after this many seconds (exit 124).")
+def run(script, args, timeout):
+    """Run SCRIPT inside Blender; ARGS (after --) reach it after its own '--'.
+
+    SCRIPT is a path, or the name of a shipped script (e.g. `defect`). The run gets a
+    private TMPDIR that is removed afterwards; the exit status is the script's.
+
+    \b
+    Examples:
+      anomalygen blender run defect -- --input cup.ply --output cup_hole.ply --defect hole --seed 3
+      anomalygen blender run my_script.py -- --size 2
+    """
+    res = run_script(script, list(args), timeout=timeout)
+    if res.timed_out:
+        click.echo(f"blender run: {script} timed out after {timeout:g} s", err=True)
+    sys.exit(res.returncode)
+
+
+@command.command("info")
+def info():
+    """Which Blender the bridge would use, and the shipped scripts."""
+    launcher = find_launcher()
+    click.echo(f"blender: {launcher.describe()}")
+    click.echo(f"scripts: {scripts_dir()}")
+    for p in sorted(scripts_dir().glob("*.py")):
+        if not p.name.startswith("_"):
+            click.echo(f"  {p.stem}  ({resolve_script(p.stem)})")

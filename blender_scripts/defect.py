@@ -1,0 +1,725 @@
+"""Sculpt one defect into a mesh with Blender, headless, from a JSON job.
+
+Runs INSIDE Blender and imports nothing from anomalygen (only bpy, bmesh,
+mathutils and the numpy that ships with Blender), so a user can run it alone:
+
+    python blender_scripts/defect.py -- --job job.json             # bpy module
+    blender -b -P blender_scripts/defect.py -- --job job.json      # Blender binary
+    python blender_scripts/defect.py -- --input in.ply --output out.ply \
+        --defect bulge --seed 3 [--result out.json] [--param radius=0.1 ...]
+
+Job (JSON): {"input": mesh path (.ply/.obj/.stl), "output": .ply path,
+"result": .json path (optional), "defect": one of DEFECTS, "seed": int,
+"params": {...}}. Every parameter is optional; a missing one is drawn from
+the seed with a size relative to the object's bounding-box diagonal L.
+
+Result (JSON): {"defect", "params" (every realized value), "watertight",
+"vertices", "faces", "seconds", and for hole/break/crack "rim_points": points
+on the rim where the cutter met the original surface}: what a labeler needs
+to label a point cloud sampled from the output against the original mesh.
+
+Why these Blender tools: sculpt brush strokes cannot run in background mode,
+so the brush-like defects use what does: proportional-edit transforms
+(bulge, concavity, bending), Displace modifiers with vertex groups and
+procedural textures (scratch, surface roughness) and MANIFOLD booleans with
+irregular cutters (hole, break, crack). The output is triangulated; booleans
+keep it watertight when the input is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import bpy  # noqa: I001  (first: the bpy module provides bmesh and mathutils)
+import bmesh
+import numpy as np
+from mathutils import Vector
+from mathutils.bvhtree import BVHTree
+
+DEFECTS = ("bulge", "concavity", "hole", "break", "bending", "crack", "scratch")
+FALLOFFS = ("SMOOTH", "SPHERE", "ROOT", "SHARP", "LINEAR", "INVERSE_SQUARE")
+
+
+# ----------------------------------------------------------------- mesh I/O
+
+def reset_scene() -> None:
+    """Factory settings with an empty scene: every job starts from the same state."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def import_mesh(path: str) -> bpy.types.Object:
+    ext = os.path.splitext(path)[1].lower()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    before = set(bpy.data.objects)
+    if ext == ".ply":
+        bpy.ops.wm.ply_import(filepath=path)
+    elif ext == ".obj":
+        bpy.ops.wm.obj_import(filepath=path, forward_axis="Y", up_axis="Z")
+    elif ext == ".stl":
+        bpy.ops.wm.stl_import(filepath=path, forward_axis="Y", up_axis="Z")
+    else:
+        raise ValueError(f"{path}: unsupported mesh format {ext} (ply, obj, stl)")
+    new = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    if len(new) != 1:
+        raise ValueError(f"{path}: expected one mesh object, found {len(new)}")
+    ob = new[0]
+    bpy.context.view_layer.objects.active = ob
+    return ob
+
+
+def export_ply(ob: bpy.types.Object, path: str) -> None:
+    bpy.ops.object.select_all(action="DESELECT")
+    ob.select_set(True)
+    bpy.context.view_layer.objects.active = ob
+    tmp = path + ".part.ply"
+    bpy.ops.wm.ply_export(filepath=tmp, export_selected_objects=True, export_normals=False,
+                          export_uv=False, export_colors="NONE", ascii_format=False,
+                          apply_modifiers=True, export_triangulated_mesh=True,
+                          forward_axis="Y", up_axis="Z")
+    os.replace(tmp, path)
+
+
+def vertices(ob) -> np.ndarray:
+    me = ob.data
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3).astype(np.float64)
+
+
+def set_vertices(ob, co: np.ndarray) -> None:
+    ob.data.vertices.foreach_set("co", np.asarray(co, np.float32).ravel())
+    ob.data.update()
+
+
+def vertex_normals(ob) -> np.ndarray:
+    me = ob.data
+    nrm = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("normal", nrm)
+    return nrm.reshape(-1, 3).astype(np.float64)
+
+
+def triangles(ob) -> np.ndarray:
+    me = ob.data
+    me.calc_loop_triangles()
+    tri = np.empty(len(me.loop_triangles) * 3, np.int64)
+    me.loop_triangles.foreach_get("vertices", tri)
+    return tri.reshape(-1, 3)
+
+
+def make_object(name: str, verts: np.ndarray, faces: np.ndarray) -> bpy.types.Object:
+    me = bpy.data.meshes.new(name)
+    me.from_pydata([tuple(v) for v in np.asarray(verts, float)], [], [tuple(int(i) for i in f) for f in faces])
+    me.validate()
+    me.update()
+    ob = bpy.data.objects.new(name, me)
+    bpy.context.scene.collection.objects.link(ob)
+    return ob
+
+
+def bvh_of(ob) -> BVHTree:
+    return BVHTree.FromPolygons([tuple(v) for v in vertices(ob)], [tuple(f) for f in triangles(ob).tolist()])
+
+
+def apply_modifier(ob, mod) -> None:
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.modifier_apply(modifier=mod.name)
+
+
+def triangulate(ob) -> None:
+    """Triangulate n-gons (booleans make them; exporting them unsplit is not watertight)."""
+    me = ob.data
+    sizes = np.empty(len(me.polygons), np.int32)
+    me.polygons.foreach_get("loop_total", sizes)
+    if len(sizes) and (sizes == 3).all():
+        return
+    # bmesh's triangulate, not the Triangulate modifier: on the n-gons left by a partial
+    # subdivide the modifier made edges with three faces (measured); bmesh keeps it manifold
+    bm = bmesh.new()
+    bm.from_mesh(me)
+    bmesh.ops.triangulate(bm, faces=[f for f in bm.faces if len(f.verts) > 3])
+    bm.to_mesh(me)
+    bm.free()
+    me.update()
+
+
+def is_watertight(ob) -> bool:
+    """Every edge has exactly two faces and face orientations agree (closed 2-manifold)."""
+    tri = triangles(ob)
+    if not len(tri):
+        return False
+    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    n = int(tri.max()) + 1
+    keys = np.minimum(directed[:, 0], directed[:, 1]) * n + np.maximum(directed[:, 0], directed[:, 1])
+    _, counts = np.unique(keys, return_counts=True)
+    forward = np.unique(directed[:, 0] * n + directed[:, 1])
+    return bool((counts == 2).all() and len(forward) == len(directed))
+
+
+def select_vertices(ob, mask: np.ndarray) -> None:
+    """Select exactly `mask` vertices (edges/faces too, so edit mode does not re-flush others)."""
+    me = ob.data
+    mask = np.asarray(mask, bool)
+    me.vertices.foreach_set("select", mask.astype(np.int32))   # int32: the fast buffer path
+    ev = np.empty(len(me.edges) * 2, np.int64)
+    me.edges.foreach_get("vertices", ev)
+    me.edges.foreach_set("select", mask[ev.reshape(-1, 2)].all(1).astype(np.int32))
+    loops = np.empty(len(me.loops), np.int64)
+    me.loops.foreach_get("vertex_index", loops)
+    start = np.empty(len(me.polygons), np.int64)
+    me.polygons.foreach_get("loop_start", start)
+    poly_sel = np.logical_and.reduceat(mask[loops], start) if len(start) else np.zeros(0, bool)
+    me.polygons.foreach_set("select", poly_sel.astype(np.int32))
+    me.update()
+
+
+# ----------------------------------------------------------------- geometry helpers
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, float)
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def tangent_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = unit(n)
+    a = np.array([1.0, 0, 0]) if abs(n[0]) < 0.9 else np.array([0, 1.0, 0])
+    t = unit(np.cross(n, a))
+    return t, np.cross(n, t)
+
+
+def surface_point(ob, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """An area-weighted random point of the surface and its face normal."""
+    co, tri = vertices(ob), triangles(ob)
+    a, b, c = co[tri[:, 0]], co[tri[:, 1]], co[tri[:, 2]]
+    cross = np.cross(b - a, c - a)
+    area = np.linalg.norm(cross, axis=1)
+    i = rng.choice(len(tri), p=area / area.sum())
+    r1, r2 = rng.random(2)
+    s = math.sqrt(r1)
+    p = (1 - s) * a[i] + s * (1 - r2) * b[i] + s * r2 * c[i]
+    return p, unit(cross[i])
+
+
+def polyline_distance(points: np.ndarray, line: np.ndarray, cutoff: float = np.inf) -> np.ndarray:
+    """Distance of each point to a polyline (vectorized over points, chunked over segments).
+
+    Points outside the polyline's box grown by `cutoff` get inf without being measured.
+    """
+    if np.isfinite(cutoff):
+        inside = ((points >= line.min(0) - cutoff) & (points <= line.max(0) + cutoff)).all(1)
+        out = np.full(len(points), np.inf)
+        if inside.any():
+            out[inside] = polyline_distance(points[inside], line)
+        return out
+    if len(line) == 1:
+        return np.linalg.norm(points - line[0], axis=1)
+    best = np.full(len(points), np.inf)
+    a, b = line[:-1], line[1:]
+    for s in range(0, len(a), 64):
+        aa, bb = a[s:s + 64], b[s:s + 64]
+        ab = bb - aa
+        t = np.einsum("pk,sk->ps", points, ab) - np.einsum("sk,sk->s", aa, ab)[None]
+        t = np.clip(t / np.maximum(np.einsum("sk,sk->s", ab, ab), 1e-30)[None], 0, 1)
+        q = aa[None] + t[..., None] * ab[None]
+        best = np.minimum(best, np.linalg.norm(points[:, None] - q, axis=2).min(1))
+    return best
+
+
+def refine_near(ob, line: np.ndarray, radius: float, target_edge: float, max_cuts: int = 4) -> int:
+    """Subdivide the faces within `radius` of a polyline until edges are about `target_edge`.
+
+    Narrow defects (scratch, crack rims, small bulges) need vertices where they act;
+    the rest of the mesh keeps its resolution. Returns the number of cuts made.
+    """
+    co, tri = vertices(ob), triangles(ob)
+    near = polyline_distance(co, line, radius) < radius
+    if not near.any():
+        return 0
+    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    e = e[near[e].any(1)]
+    edge = float(np.linalg.norm(co[e[:, 0]] - co[e[:, 1]], axis=1).mean()) if len(e) else 0.0
+    cuts = int(min(max_cuts, max(0, math.ceil(edge / max(target_edge, 1e-12)) - 1)))
+    if cuts == 0:
+        return 0
+    bm = bmesh.new()
+    bm.from_mesh(ob.data)
+    bm.verts.ensure_lookup_table()
+    edges = [e for e in bm.edges if near[e.verts[0].index] and near[e.verts[1].index]]
+    bmesh.ops.subdivide_edges(bm, edges=edges, cuts=cuts, use_grid_fill=True)
+    bmesh.ops.triangulate(bm, faces=[f for f in bm.faces if len(f.verts) > 3])
+    bm.to_mesh(ob.data)
+    bm.free()
+    ob.data.update()
+    return cuts
+
+
+def surface_path(bvh: BVHTree, start, direction, length: float, step: float, waviness: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Walk on the surface: step along the tangent, turn a little (waviness, rad/step), project back."""
+    loc, nrm, _, _ = bvh.find_nearest(Vector(start))
+    p, n = np.array(loc), np.array(nrm)
+    t = unit(direction - np.dot(direction, n) * n)
+    pts, nrms = [p], [n]
+    for _ in range(max(1, int(round(length / step)))):
+        ang = rng.normal(0.0, waviness)
+        b = np.cross(n, t)
+        t = unit(math.cos(ang) * t + math.sin(ang) * b)
+        loc, nrm, _, _ = bvh.find_nearest(Vector(p + step * t))
+        q, n_new = np.array(loc), np.array(nrm)
+        if np.linalg.norm(q - p) < 0.2 * step:       # stuck on an edge: stop early
+            break
+        t = unit(q - p)
+        t = unit(t - np.dot(t, n_new) * n_new)
+        p, n = q, n_new
+        pts.append(p)
+        nrms.append(n)
+    return np.array(pts), np.array(nrms)
+
+
+def smooth_noise(rng: np.random.Generator, dim: int, terms: int = 6):
+    """A seeded smooth random function R^dim -> roughly [-1, 1] (sum of random sinusoids)."""
+    freq = rng.normal(0, 1, (terms, dim)) * rng.uniform(1.0, 3.0, (terms, 1))
+    phase = rng.uniform(0, 2 * math.pi, terms)
+    amp = rng.uniform(0.5, 1.0, terms)
+    amp /= amp.sum()
+
+    def f(x):
+        return (np.sin(np.asarray(x) @ freq.T + phase) * amp).sum(-1)
+    return f
+
+
+# ----------------------------------------------------------------- parameters
+
+class Params:
+    """Realized parameters: given values win, missing ones are drawn from the seed."""
+
+    def __init__(self, given: dict, rng: np.random.Generator, scale: float):
+        self.given, self.rng, self.scale, self.out = dict(given or {}), rng, scale, {}
+
+    def length(self, key: str, lo_rel: float, hi_rel: float) -> float:
+        """A length: given absolute value, or given '<key>_rel' fraction of L, or drawn in [lo, hi]*L."""
+        if key in self.given:
+            v = float(self.given[key])
+        elif key + "_rel" in self.given:
+            v = float(self.given[key + "_rel"]) * self.scale
+        else:
+            v = float(self.rng.uniform(lo_rel, hi_rel)) * self.scale
+        self.out[key] = v
+        return v
+
+    def number(self, key: str, lo: float, hi: float) -> float:
+        v = float(self.given[key]) if key in self.given else float(self.rng.uniform(lo, hi))
+        self.out[key] = v
+        return v
+
+    def choice(self, key: str, options) -> str:
+        v = str(self.given[key]) if key in self.given else str(options[self.rng.integers(len(options))])
+        if v not in options:
+            raise ValueError(f"{key}={v!r}: expected one of {', '.join(options)}")
+        self.out[key] = v
+        return v
+
+    def vector(self, key: str, default) -> np.ndarray:
+        v = np.asarray(self.given[key], float) if key in self.given else np.asarray(default, float)
+        self.out[key] = [float(x) for x in v]
+        return v
+
+
+def object_scale(ob) -> tuple[float, np.ndarray, np.ndarray]:
+    co = vertices(ob)
+    lo, hi = co.min(0), co.max(0)
+    return float(np.linalg.norm(hi - lo)), (lo + hi) / 2, co
+
+
+def site(ob, P: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Defect centre on the surface and its outward normal (given or drawn)."""
+    p, n = surface_point(ob, P.rng)
+    c = P.vector("center", p)
+    if "center" in P.given:   # snap a given centre onto the surface
+        loc, nrm, _, _ = bvh_of(ob).find_nearest(Vector(c))
+        c, n = np.array(loc), np.array(nrm)
+        P.out["center"] = [float(x) for x in c]
+    return c, unit(P.vector("normal", n))
+
+
+# ----------------------------------------------------------------- defects
+
+def add_roughness(ob, weights: np.ndarray, amplitude: float, size: float, rng) -> None:
+    """Sculpt-like irregularity: Displace with a Clouds texture, masked by a weight group."""
+    if amplitude <= 0 or not (weights > 0).any():
+        return
+    weight_group(ob, "rough", weights)
+    tex = bpy.data.textures.new("clouds", "CLOUDS")
+    tex.noise_scale = max(size, 1e-6)
+    tex.noise_depth = 2
+    empty = bpy.data.objects.new("noise_origin", None)   # a seeded offset of the texture space
+    bpy.context.scene.collection.objects.link(empty)
+    empty.location = tuple(rng.uniform(-100, 100, 3))
+    mod = ob.modifiers.new("rough", "DISPLACE")
+    mod.texture, mod.texture_coords, mod.texture_coords_object = tex, "OBJECT", empty
+    mod.direction, mod.vertex_group, mod.strength, mod.mid_level = "NORMAL", "rough", 2 * amplitude, 0.5
+    apply_modifier(ob, mod)
+
+
+def weight_group(ob, name: str, weights: np.ndarray):
+    """A vertex group holding `weights` (> 0 only); one add() call per distinct weight."""
+    vg = ob.vertex_groups.new(name=name)
+    idx = np.nonzero(weights > 0)[0]
+    q = np.round(weights[idx], 3)
+    for w in np.unique(q):
+        vg.add(idx[q == w].tolist(), float(w), "REPLACE")
+    return vg
+
+
+def profile(t: np.ndarray, falloff: str) -> np.ndarray:
+    """Blender's proportional-edit falloff curves, t = distance / radius (0 at centre)."""
+    t = np.clip(t, 0, 1)
+    s = 1 - t
+    return {"SMOOTH": 3 * s ** 2 - 2 * s ** 3, "SPHERE": np.sqrt(np.clip(2 * s - s * s, 0, 1)),
+            "ROOT": np.sqrt(s), "SHARP": s * s, "LINEAR": s,
+            "INVERSE_SQUARE": s * (2 - s)}[falloff]
+
+
+def do_bump(ob, P: Params, sign: float) -> dict:
+    """Bulge (sign +1) / concavity (-1): proportional-edit translate of the centre along its normal."""
+    L, _, _ = object_scale(ob)
+    c, n = site(ob, P)
+    radius = P.length("radius", 0.06, 0.12)
+    height = P.length("height", 0.015, 0.035)
+    falloff = P.choice("falloff", FALLOFFS[:4])
+    roughness = P.number("roughness", 0.0, 0.25)
+    refine_near(ob, c[None], radius * 1.1, radius / 8)
+    co = vertices(ob)
+    d = np.linalg.norm(co - c, axis=1)
+    centre = int(np.argmin(d))
+    # move the centre vertex so the apex lands where the job says: c + sign*height*n
+    select_vertices(ob, np.arange(len(co)) == centre)
+    # hidden vertices are outside the transform: connected falloff then walks only the
+    # neighbourhood (40x faster on 50k vertices) and cannot leak past the radius
+    ob.data.vertices.foreach_set("hide", (d > 1.5 * radius).astype(np.int32))
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.transform.translate(value=tuple(sign * height * n), orient_type="GLOBAL",
+                                use_proportional_edit=True, proportional_edit_falloff=falloff,
+                                proportional_size=radius, use_proportional_connected=True)
+    bpy.ops.mesh.reveal(select=False)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    add_roughness(ob, profile(d / radius, "SMOOTH") * (d < radius), roughness * height, radius / 3, P.rng)
+    moved = np.linalg.norm(vertices(ob)[: len(co)] - co, axis=1) > 1e-7 * L
+    return {"moved_vertices": int(moved.sum())}
+
+
+def do_scratch(ob, P: Params) -> dict:
+    """Shallow narrow grooves along wavy surface paths (Displace masked by the paths' weight group).
+
+    `strokes` parallel strokes `spacing` widths apart; the groove profile is a smooth
+    V of half-width `width` and depth `depth`, tapered at both ends.
+    """
+    L, _, _ = object_scale(ob)
+    c, n = site(ob, P)
+    t1, t2 = tangent_basis(n)
+    ang = P.number("angle", 0, 2 * math.pi)
+    d0 = unit(P.vector("direction", math.cos(ang) * t1 + math.sin(ang) * t2))
+    d0 = unit(d0 - np.dot(d0, n) * n)
+    side = np.cross(n, d0)
+    length = P.length("length", 0.15, 0.35)
+    width = P.length("width", 0.006, 0.012)
+    depth = P.length("depth", 0.006, 0.012)
+    waviness = P.number("waviness", 0.0, 0.15)
+    step = P.length("step", 0, 0) or max(width / 2, length / 200)
+    P.out["step"] = step
+    strokes = int(P.number("strokes", 1, 1))
+    spacing = P.number("spacing", 2.5, 2.5)
+    bvh = bvh_of(ob)
+    paths = []
+    for k in range(strokes):
+        start = c - 0.5 * length * d0 + side * (k - (strokes - 1) / 2) * spacing * width
+        path, _ = surface_path(bvh, start, d0, length, step, waviness, P.rng)
+        paths.append(path)
+    P.out["paths"] = [p.round(6).tolist() for p in paths]
+    for path in paths:
+        refine_near(ob, path, 3 * width, width / 3)
+    co = vertices(ob)
+    w = np.zeros(len(co))
+    for path in paths:
+        d = polyline_distance(co, path, width)
+        # taper: full depth in the middle of the stroke, fading over the last 15% at each end
+        s = np.linalg.norm(co - path[0], axis=1) / max(length, 1e-12)
+        ends = np.clip(np.minimum(s, 1 - s) / 0.15, 0.3, 1.0)
+        w = np.maximum(w, profile(d / width, "SMOOTH") * (d < width) * ends)
+    if not (w > 0).any():
+        raise RuntimeError("scratch path touches no vertex; mesh too coarse for this width")
+    weight_group(ob, "groove", w)
+    mod = ob.modifiers.new("groove", "DISPLACE")
+    mod.direction, mod.vertex_group, mod.strength, mod.mid_level = "NORMAL", "groove", -depth, 0.0
+    apply_modifier(ob, mod)
+    return {"moved_vertices": int((w > 0).sum())}
+
+
+def do_bending(ob, P: Params) -> dict:
+    """Rotate the part beyond a cut plane rigidly; proportional editing blends a transition band."""
+    L, mid, co = object_scale(ob)
+    # the bent part is an end of the object along a random direction
+    direction = unit(P.vector("direction", unit(P.rng.normal(size=3))))
+    proj = co @ direction
+    frac = P.number("fraction", 0.15, 0.35)   # share of the extent along `direction` that bends
+    lo, hi = proj.min(), proj.max()
+    pivot_level = hi - frac * (hi - lo)
+    near = np.abs(proj - pivot_level) < 0.05 * (hi - lo)
+    base = co[near].mean(0) if near.any() else mid
+    pivot = P.vector("pivot", base + (pivot_level - base @ direction) * direction)
+    axis = P.vector("axis", unit(np.cross(direction, unit(P.rng.normal(size=3)))))
+    axis = unit(axis - np.dot(axis, direction) * direction)
+    angle = P.number("angle", 8.0, 20.0)          # degrees
+    transition = P.length("transition", 0.05, 0.12)
+    rigid_from = P.length("rigid_from", 0.0, 0.0)  # rigid part starts this far past the pivot plane
+    sel = (co - pivot) @ direction > rigid_from
+    if sel.sum() == 0 or sel.all():
+        raise RuntimeError("bending plane selects no vertex or all of them")
+    select_vertices(ob, sel)
+    e1, e2 = tangent_basis(axis)
+    orient = tuple(map(tuple, np.stack([e1, e2, axis], axis=1)))   # third column = rotation axis
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.transform.rotate(value=math.radians(angle), orient_axis="Z", orient_type="GLOBAL",
+                             orient_matrix=orient, orient_matrix_type="GLOBAL",
+                             center_override=tuple(pivot), use_proportional_edit=True,
+                             proportional_edit_falloff="SMOOTH", proportional_size=transition,
+                             use_proportional_connected=False)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return {"moved_vertices": int((np.linalg.norm(vertices(ob) - co, axis=1) > 1e-7 * L).sum()),
+            "rigid_vertices": int(sel.sum())}
+
+
+def closed_tube(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices and faces of a closed tube through equal-size rings, capped at both ends."""
+    k, m = len(rings), len(rings[0])
+    verts = np.concatenate(rings + [rings[0].mean(0, keepdims=True), rings[-1].mean(0, keepdims=True)])
+    faces = []
+    for r in range(k - 1):
+        for j in range(m):
+            a, b = r * m + j, r * m + (j + 1) % m
+            faces.append((a, b, b + m, a + m))
+    c0, c1 = k * m, k * m + 1
+    faces += [(c0, (j + 1) % m, j) for j in range(m)]
+    faces += [(c1, (k - 1) * m + j, (k - 1) * m + (j + 1) % m) for j in range(m)]
+    return verts, np.array(faces, dtype=object)
+
+
+def wall_depth(bvh: BVHTree, c: np.ndarray, n: np.ndarray, L: float) -> float | None:
+    """Distance from a surface point inward to the next surface (wall thickness), or None."""
+    hit = bvh.ray_cast(Vector(c - n * 1e-4 * L), Vector(-n))
+    return None if hit[0] is None else float((Vector(c) - hit[0]).length)
+
+
+def boolean_cut(ob, cutter, L: float) -> np.ndarray:
+    """Difference with the MANIFOLD solver, triangulate; returns the rim points."""
+    orig_bvh = bvh_of(ob)
+    cut_bvh = bvh_of(cutter)
+    cut_co = vertices(cutter)
+    cut_lo, cut_hi = cut_co.min(0), cut_co.max(0)
+    mod = ob.modifiers.new("cut", "BOOLEAN")
+    mod.object, mod.operation = cutter, "DIFFERENCE"
+    mod.solver = "MANIFOLD" if "MANIFOLD" in {e.identifier for e in mod.bl_rna.properties["solver"].enum_items} else "EXACT"
+    apply_modifier(ob, mod)
+    bpy.data.objects.remove(cutter)
+    triangulate(ob)
+    co = vertices(ob)
+    eps = 1e-4 * L
+    lo, hi = cut_lo - 2 * eps, cut_hi + 2 * eps      # only vertices inside the cutter's box can be rim
+    cand = np.nonzero(((co >= lo) & (co <= hi)).all(1))[0]
+    on_both = np.zeros(len(co), bool)
+    for i in cand:
+        p = Vector(co[i])
+        on_both[i] = orig_bvh.find_nearest(p, eps)[0] is not None and cut_bvh.find_nearest(p, eps)[0] is not None
+    if not on_both.any():
+        raise RuntimeError("the cutter did not cut the surface (no rim)")
+    rim = co[on_both]
+    # rim edges (both ends on the rim) add midpoints so the rim is dense
+    tri = triangles(ob)
+    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    e = e[on_both[e].all(1)]
+    return np.concatenate([rim, co[e].mean(1)]) if len(e) else rim
+
+
+def do_hole(ob, P: Params) -> dict:
+    """An irregular roughly-cylindrical hole through the wall along the inward normal."""
+    L, _, _ = object_scale(ob)
+    c, n = site(ob, P)
+    radius = P.length("radius", 0.03, 0.07)
+    irregularity = P.number("irregularity", 0.05, 0.25)
+    wall = wall_depth(bvh_of(ob), c, n, L)
+    given = "depth" in P.given or "depth_rel" in P.given
+    depth = P.length("depth", 0.05, 0.12)
+    if not given and wall is not None and wall < depth:   # thin wall: through it, not into the far side
+        depth = min(depth, wall * 1.05 + 1e-3 * L)
+        P.out["depth"] = depth
+    P.out["through_wall"] = bool(wall is not None and depth > wall)
+    t1, t2 = tangent_basis(n)
+    m = 40
+    th = np.linspace(0, 2 * math.pi, m, endpoint=False)
+    circle = np.stack([np.cos(th), np.sin(th)], 1)
+    noise = smooth_noise(P.rng, 2)
+    levels = np.linspace(0.3 * radius, -depth, 6)            # from outside to the bottom
+    rings = []
+    for lv in levels:
+        r = radius * (1 + irregularity * noise(circle * 2.0 + lv / max(radius, 1e-9)))
+        rings.append(c + np.outer(r * circle[:, 0], t1) + np.outer(r * circle[:, 1], t2) + lv * n)
+    cv, cf = closed_tube(rings)
+    cutter = make_object("cutter", cv, cf)
+    rim = boolean_cut(ob, cutter, L)
+    return {"rim_points": rim}
+
+
+def do_break(ob, P: Params) -> dict:
+    """A chunk bitten off an extremity by a jagged blob (fracture-like surface)."""
+    L, mid, co = object_scale(ob)
+    if "center" in P.given:
+        c, n = site(ob, P)
+    else:
+        direction = unit(P.vector("direction", unit(P.rng.normal(size=3))))
+        cands = np.argsort(co @ direction)[-max(1, len(co) // 50):]   # near the extreme along `direction`
+        i = int(P.rng.choice(cands))
+        c = P.vector("center", co[i])
+        n = unit(P.vector("normal", vertex_normals(ob)[i]))
+    radius = P.length("radius", 0.08, 0.16)
+    irregularity = P.number("irregularity", 0.1, 0.3)
+    offset = P.number("offset", 0.2, 0.5)            # cutter centre this many radii outside the surface
+    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=4, radius=1.0)
+    cutter = bpy.context.active_object
+    u = vertices(cutter)
+    noise = smooth_noise(P.rng, 3, terms=10)
+    r = radius * (1 + irregularity * noise(u * 3.0))
+    set_vertices(cutter, c + n * offset * radius + u * r[:, None])
+    rim = boolean_cut(ob, cutter, L)
+    return {"rim_points": rim}
+
+
+def do_crack(ob, P: Params) -> dict:
+    """A thin, long, jagged wedge-shaped gap cut along a surface path."""
+    L, _, _ = object_scale(ob)
+    c, n = site(ob, P)
+    t1, t2 = tangent_basis(n)
+    ang = P.number("angle", 0, 2 * math.pi)
+    d0 = unit(P.vector("direction", math.cos(ang) * t1 + math.sin(ang) * t2))
+    d0 = unit(d0 - np.dot(d0, n) * n)
+    length = P.length("length", 0.15, 0.3)
+    width = P.length("width", 0.008, 0.016)
+    depth = P.length("depth", 0.03, 0.08)
+    waviness = P.number("waviness", 0.15, 0.4)        # radians of turn per step (std)
+    step = P.length("step", 0, 0) or max(width, length / 60)
+    P.out["step"] = step
+    path, nrms = surface_path(bvh_of(ob), c - 0.5 * length * d0, d0, length, step, waviness, P.rng)
+    if len(path) < 3:
+        raise RuntimeError("crack path too short on this surface")
+    P.out["path"] = path.round(6).tolist()
+    k = len(path)
+    taper = np.sin(np.linspace(0.15, 1.0, k) * math.pi / 1.15) * (1 + 0.3 * P.rng.uniform(-1, 1, k))
+    rings = []
+    for i in range(k):
+        tang = unit(path[min(i + 1, k - 1)] - path[max(i - 1, 0)])
+        side = unit(np.cross(nrms[i], tang))
+        w = 0.5 * width * max(taper[i], 0.25)
+        top = path[i] + nrms[i] * 0.5 * width
+        rings.append(np.stack([top + side * w, top - side * w, path[i] - nrms[i] * depth * max(taper[i], 0.3)]))
+    cv, cf = closed_tube(rings)
+    cutter = make_object("cutter", cv, cf)
+    rim = boolean_cut(ob, cutter, L)
+    return {"rim_points": rim}
+
+
+OPERATORS = {
+    "bulge": lambda ob, P: do_bump(ob, P, +1.0),
+    "concavity": lambda ob, P: do_bump(ob, P, -1.0),
+    "scratch": do_scratch,
+    "bending": do_bending,
+    "hole": do_hole,
+    "break": do_break,
+    "crack": do_crack,
+}
+
+
+# ----------------------------------------------------------------- job
+
+def run_job(job: dict) -> dict:
+    """Run one defect job; writes job['output'] (and job['result'] when given); returns the result."""
+    t0 = time.time()
+    defect = job.get("defect")
+    if defect not in OPERATORS:
+        raise ValueError(f"defect {defect!r}: expected one of {', '.join(DEFECTS)}")
+    for key in ("input", "output"):
+        if not job.get(key):
+            raise ValueError(f"job lacks {key!r}")
+    reset_scene()
+    ob = import_mesh(job["input"])
+    triangulate(ob)
+    rng = np.random.default_rng(int(job.get("seed", 0)))
+    L, _, _ = object_scale(ob)
+    P = Params(job.get("params") or {}, rng, L)
+    extra = OPERATORS[defect](ob, P)
+    triangulate(ob)
+    export_ply(ob, job["output"])
+    rim = extra.pop("rim_points", None)
+    result = {"defect": defect, "seed": int(job.get("seed", 0)), "params": P.out,
+              "watertight": is_watertight(ob), "vertices": len(ob.data.vertices),
+              "faces": len(ob.data.polygons), "scale": L, **extra}
+    if rim is not None:
+        result["rim_points"] = np.asarray(rim).round(7).tolist()
+    result["seconds"] = round(time.time() - t0, 4)
+    if job.get("result"):
+        tmp = job["result"] + ".part"
+        with open(tmp, "w") as f:
+            json.dump(result, f)
+        os.replace(tmp, job["result"])
+    return result
+
+
+def script_args(argv: list[str]) -> list[str]:
+    """Arguments after '--' (Blender passes its own before it)."""
+    return argv[argv.index("--") + 1:] if "--" in argv else []
+
+
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="defect.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--job", help="JSON job file (other options override its keys)")
+    ap.add_argument("--input")
+    ap.add_argument("--output")
+    ap.add_argument("--result")
+    ap.add_argument("--defect", choices=DEFECTS)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a defect parameter (JSON value), repeatable")
+    a = ap.parse_args(script_args(sys.argv if argv is None else argv))
+    job = {}
+    if a.job:
+        with open(a.job) as f:
+            job = json.load(f)
+    for key in ("input", "output", "result", "defect", "seed"):
+        if getattr(a, key) is not None:
+            job[key] = getattr(a, key)
+    for kv in a.param:
+        k, _, v = kv.partition("=")
+        job.setdefault("params", {})[k] = parse_value(v)
+    result = run_job(job)
+    summary = {k: v for k, v in result.items() if k != "rim_points"}
+    print("defect.py:", json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    # An exception exits non-zero with its traceback: plain Python does so by itself,
+    # the Blender binary when started with --python-exit-code 1 (the bridge does).
+    _code = main()
+    if _code:
+        sys.exit(_code)
