@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import AnomalygenError
 from ..io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
-from ..recipes import load_recipe, require
+from ..recipes import get_key, load_recipe, require
 from .preprocess import BackgroundConfig, remove_background, resize_sample
 from .synth import DAS3DConfig, draw_params, mix_rgb, move_along_rays, object_scale, synthesize
 from .textures import TextureSource
@@ -238,6 +238,14 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
     return records
 
 
+def _merge(base: dict, over: dict) -> None:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
 def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: list[str] | None = None,
                   per_image: int | None = None, size: int | None = None, seed: int | None = None, workers: int = 1,
                   device: str = "cpu", recipe: dict | None = None, textures: str | None = None,
@@ -264,7 +272,13 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
         if not torch.cuda.is_available():
             raise AnomalygenError("--device cuda: no CUDA device visible to torch")
     input_path = parse_input(input_spec)
-    sources = list_sources(input_path, classes, seed)
+    render_recipe = None
+    if input_path is None:  # rendered default: the das3d recipe's `render` mapping overrides render-mvtec3d
+        render_recipe = load_recipe("render-mvtec3d")
+        _merge(render_recipe, get_key(recipe, "render", {}) or {})
+        if size:
+            render_recipe["size"] = size
+    sources = list_sources(input_path, classes, seed, render_recipe)
     out = Path(out)
     jobs = []
     for cls, srcs in sources.items():
@@ -297,6 +311,7 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
         "input": str(input_path) if input_path else "rendered default (anomalygen render-mvtec3d recipe)",
         "recipe": recipe.get("_source"), "seed": seed, "per_image": per_image, "size": size, "device": device,
         "textures": textures, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
+        "render": ({k: v for k, v in render_recipe.items() if not k.startswith("_")} if render_recipe else None),
         "validate": {"points": [1, (size * size) if size else 10 ** 9], "anomaly_ratio": list(cfg.anomaly_ratio)},
         "samples": records,
     }

@@ -73,7 +73,10 @@ def pixel_spacing(xyz: np.ndarray, valid: np.ndarray) -> float:
 
 def remove_background(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(),
                       rng: np.random.Generator | None = None) -> np.ndarray:
-    """(H, W) bool foreground: valid pixels off the border-fitted plane, largest DBSCAN cluster."""
+    """(H, W) bool foreground: valid pixels off the border-fitted plane, largest DBSCAN cluster.
+
+    With fewer than 3 valid border pixels there is no plane to fit and only DBSCAN applies.
+    """
     import open3d as o3d
 
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -82,9 +85,12 @@ def remove_background(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(
     bh, bw = max(1, int(round(h * cfg.border))), max(1, int(round(w * cfg.border)))
     ring = np.zeros_like(valid)
     ring[:bh], ring[-bh:], ring[:, :bw], ring[:, -bw:] = True, True, True, True
-    plane = fit_plane_ransac(xyz[ring & valid], cfg.plane_distance, cfg.ransac_iterations, rng)
-    dist = np.abs(xyz.astype(np.float64) @ plane[:3] + plane[3])
-    cand = valid & (dist >= cfg.plane_distance)
+    if (ring & valid).sum() >= 3:
+        plane = fit_plane_ransac(xyz[ring & valid], cfg.plane_distance, cfg.ransac_iterations, rng)
+        dist = np.abs(xyz.astype(np.float64) @ plane[:3] + plane[3])
+        cand = valid & (dist >= cfg.plane_distance)
+    else:  # no background visible on the border (a cropped or pre-cleaned scan): nothing to remove
+        cand = valid.copy()
     if not cand.any():
         return cand
     idx = np.flatnonzero(cand)

@@ -11,6 +11,7 @@ label is measured on the rendered geometry, whichever engine made the defect.
 from __future__ import annotations
 
 import json
+import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
         "generator": "anomalygen render-mvtec3d", "recipe": recipe.get("_source"), "seed": seed,
         "shape_backend": "builtin", "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
         "camera": cfg.camera().to_json(),
-        "validate": {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [min(ratios), 1.0] if ratios else [0.0, 1.0]},
+        "validate": {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [max(0.0, math.floor(min(ratios) * 1e6 - 1) / 1e6), 1.0] if ratios else [0.0, 1.0]},
         "samples": records,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
