@@ -483,7 +483,7 @@ def do_bending(ob, P: Params) -> dict:
         raise RuntimeError("bending plane selects no vertex or all of them")
     select_vertices(ob, sel)
     e1, e2 = tangent_basis(axis)
-    orient = tuple(map(tuple, np.stack([e1, e2, axis], axis=1)))   # third column = rotation axis
+    orient = (tuple(e1), tuple(e2), tuple(axis))   # Blender reads the third ROW as the rotation axis (measured)
     bpy.ops.object.mode_set(mode="EDIT")
     bpy.ops.transform.rotate(value=math.radians(angle), orient_axis="Z", orient_type="GLOBAL",
                              orient_matrix=orient, orient_matrix_type="GLOBAL",
@@ -495,8 +495,16 @@ def do_bending(ob, P: Params) -> dict:
             "rigid_vertices": int(sel.sum())}
 
 
+def outward(verts: np.ndarray, faces: list) -> list:
+    """Faces of a closed cutter oriented outward (positive volume), else a boolean inverts."""
+    tris = [(f[0], f[i], f[i + 1]) for f in faces for i in range(1, len(f) - 1)]
+    t = np.asarray(verts, float)[np.array(tris)]
+    volume = np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0
+    return faces if volume > 0 else [tuple(reversed(f)) for f in faces]
+
+
 def closed_tube(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices and faces of a closed tube through equal-size rings, capped at both ends."""
+    """Vertices and faces of a closed tube through equal-size rings, capped at both ends, outward."""
     k, m = len(rings), len(rings[0])
     verts = np.concatenate(rings + [rings[0].mean(0, keepdims=True), rings[-1].mean(0, keepdims=True)])
     faces = []
@@ -507,7 +515,7 @@ def closed_tube(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     c0, c1 = k * m, k * m + 1
     faces += [(c0, (j + 1) % m, j) for j in range(m)]
     faces += [(c1, (k - 1) * m + j, (k - 1) * m + (j + 1) % m) for j in range(m)]
-    return verts, np.array(faces, dtype=object)
+    return verts, outward(verts, faces)
 
 
 def wall_depth(bvh: BVHTree, c: np.ndarray, n: np.ndarray, L: float) -> float | None:
@@ -543,7 +551,14 @@ def boolean_cut(ob, cutter, L: float) -> np.ndarray:
     tri = triangles(ob)
     e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
     e = e[on_both[e].all(1)]
-    return np.concatenate([rim, co[e].mean(1)]) if len(e) else rim
+    if not len(e):
+        return rim
+    # points along rim edges, kept only where they lie on the original surface: an edge
+    # joining the outer and inner rim of a through-cut crosses the cut face instead
+    t = np.linspace(0.2, 0.8, 4)[None, :, None]
+    pts = (co[e[:, 0]][:, None] * (1 - t) + co[e[:, 1]][:, None] * t).reshape(-1, 3)
+    keep = [orig_bvh.find_nearest(Vector(p), eps)[0] is not None for p in pts]
+    return np.concatenate([rim, pts[np.array(keep, bool)]])
 
 
 def do_hole(ob, P: Params) -> dict:

@@ -252,7 +252,7 @@ class BlenderEngine:
         drawn = {k: v for k, v in p.items() if isinstance(v, (int, float, str, bool))}
         real = {k: v for k, v in reply.get("params", {}).items() if k not in ("path", "paths")}
         D = g.diagonal(mesh)
-        for k in ("radius", "height", "depth", "width", "length", "transition"):
+        for k in ("radius", "height", "depth", "width", "length", "transition", "rigid_from", "step"):
             if isinstance(real.get(k), (int, float)):
                 real[k] = real[k] / D   # lengths as fractions of the diagonal, like the numpy engine
         rim = np.asarray(reply["rim_points"], dtype=np.float64) if defect in REMOVAL else None
