@@ -43,6 +43,32 @@ ENV_TIMEOUT = "ANOMALYGEN_BLENDER_TIMEOUT"
 _POOL: WorkerPool | None = None
 _POOL_PID: int | None = None
 _LOCK = threading.Lock()
+_WORKDIR: dict[int, Path] = {}             # pid -> this process's job folder
+_MESH_FILES: dict[str, Path] = {}          # mesh hash -> its PLY in the job folder (a few, newest last)
+MAX_MESH_FILES = 4
+
+
+def _rmtree_if_mine(path: Path, pid: int) -> None:
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def workdir() -> Path:
+    """This process's folder for job files (input PLYs, outputs); removed at exit.
+
+    One per process, whatever the number of BlenderEngine objects (the build driver
+    makes one per sample); its name carries the pid so clean_stale_tmp removes it
+    when a killed build left it behind.
+    """
+    pid = os.getpid()
+    d = _WORKDIR.get(pid)
+    if d is None or not d.is_dir():
+        d = Path(tempfile.mkdtemp(prefix=f"anomalygen-blender-{pid}-jobs-"))
+        _WORKDIR[pid] = d
+        _MESH_FILES.clear()
+        atexit.register(_rmtree_if_mine, d, pid)
+        multiprocessing.util.Finalize(None, _rmtree_if_mine, args=(d, pid), exitpriority=5)
+    return d
 
 
 def shared_pool() -> WorkerPool:
@@ -198,32 +224,26 @@ class BlenderEngine:
 
     def __init__(self, pool: WorkerPool | None = None):
         self._pool = pool
-        self._dir: Path | None = None
-        self._mesh_files: dict[str, Path] = {}
 
     @property
     def pool(self) -> WorkerPool:
         return self._pool or shared_pool()
 
-    def _workdir(self) -> Path:
-        if self._dir is None or not self._dir.is_dir():
-            self._dir = Path(tempfile.mkdtemp(prefix=f"anomalygen-blender-{os.getpid()}-jobs-"))
-            d = self._dir
-            atexit.register(shutil.rmtree, d, True)
-        return self._dir
-
     def _mesh_file(self, mesh: trimesh.Trimesh) -> Path:
-        """The input mesh as binary PLY, written once per distinct mesh."""
+        """The input mesh as binary PLY, written once per distinct mesh (a few kept per process)."""
         v = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
         f = np.ascontiguousarray(mesh.faces, dtype=np.int64)
         key = hashlib.sha1(v.tobytes() + f.tobytes()).hexdigest()[:16]
-        path = self._mesh_files.get(key)
+        path = _MESH_FILES.pop(key, None)
         if path is None or not path.is_file():
-            path = self._workdir() / f"in-{key}.ply"
+            path = workdir() / f"in-{key}.ply"
             tmp = path.with_suffix(".part")
             tmp.write_bytes(trimesh.exchange.ply.export_ply(trimesh.Trimesh(v, f, process=False), encoding="binary"))
             os.replace(tmp, path)
-            self._mesh_files[key] = path
+        _MESH_FILES[key] = path            # newest last
+        while len(_MESH_FILES) > MAX_MESH_FILES:
+            old = _MESH_FILES.pop(next(iter(_MESH_FILES)))
+            old.unlink(missing_ok=True)
         return path
 
     def job(self, mesh: trimesh.Trimesh, defect: str, params: dict, seed) -> tuple[dict, dict]:
@@ -234,7 +254,7 @@ class BlenderEngine:
         p = _realize(defect, params or {}, rng)
         bparams = SIZERS[defect](mesh, p, rng)
         name = hashlib.sha1(repr((defect, np.asarray(seed).tolist(), sorted(bparams.items()))).encode()).hexdigest()[:12]
-        out = self._workdir() / f"{defect}-{name}"
+        out = workdir() / f"{defect}-{name}"
         job = {"input": str(self._mesh_file(mesh)), "output": f"{out}.ply", "defect": defect,
                "seed": int(rng.integers(2 ** 31)), "params": bparams}
         return job, p
