@@ -283,9 +283,12 @@ def break_(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectRe
     s = mesh.triangles_center @ u
     weights = (s >= np.quantile(s, 1 - float(p["extremity_quantile"]))).astype(float)
     c, n, _ = g.pick_surface_point(mesh, rng, weights)
-    A = _target_area(mesh, p)
-    r = g.region_radius(mesh, c, n, A * float(p["region_factor"]), min_cos=-1.0)
-    r = float(np.clip(r, 0.01 * D, 0.35 * D))
+    A = _target_area(mesh, p) * float(p["region_factor"])
+    r_solid = g.region_radius(mesh, c, n, A, min_cos=-1.0)  # labels ~ the fracture face
+    thick = g.wall_thickness(mesh, c, n)
+    if thick < r_solid:  # a thin wall: labels ~ the cut's perimeter x (wall + rim band on both sides)
+        r_solid = A / (2 * np.pi * (thick + 2 * float(p["rim_distance"]) * D)) / 0.9
+    r = float(np.clip(r_solid, 0.01 * D, 0.35 * D))
     t1, t2 = g.frame(n, rng)
     sph = _noisy_sphere(rng, float(p["roughness"]), int(p["subdivisions"]))
     aspect = rng.uniform(0.7, 1.0, size=3)
@@ -301,10 +304,7 @@ def _surface_path(mesh: trimesh.Trimesh, start: np.ndarray, direction: np.ndarra
     snap back to the closest surface point. Returns points (K,3) and normals (K,3)."""
     import open3d as o3d
 
-    if scene is None:
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
-                            o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    scene = g.scene(mesh) if scene is None else scene
     nsteps = max(2, int(np.ceil(length / step)))
     pts = [start]
     nrm = [mesh.face_normals[int(scene.compute_closest_points(

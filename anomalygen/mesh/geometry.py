@@ -20,7 +20,43 @@ def diagonal(mesh: trimesh.Trimesh) -> float:
     return float(np.linalg.norm(hi - lo))
 
 
+_CACHE: dict[tuple[str, int], tuple] = {}
+
+
+def _cached(kind: str, mesh: trimesh.Trimesh, build):
+    """Per-mesh cache (keyed by identity, checked by weakref) for the objects every defect on
+    the same class mesh rebuilds otherwise: its manifold and its raycasting scene."""
+    import weakref
+
+    key = (kind, id(mesh))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is mesh:
+        return hit[1]
+    value = build(mesh)
+    if len(_CACHE) > 8:
+        _CACHE.clear()
+    _CACHE[key] = (weakref.ref(mesh), value)
+    return value
+
+
+def scene(mesh: trimesh.Trimesh):
+    """open3d RaycastingScene of the mesh (cached per mesh object)."""
+    def build(m):
+        import open3d as o3d
+
+        sc = o3d.t.geometry.RaycastingScene()
+        sc.add_triangles(o3d.core.Tensor(np.asarray(m.vertices, dtype=np.float32)),
+                         o3d.core.Tensor(np.asarray(m.faces, dtype=np.uint32)))
+        return sc
+    return _cached("scene", mesh, build)
+
+
 def to_manifold(mesh: trimesh.Trimesh):
+    """manifold3d.Manifold of a closed mesh (cached per mesh object); ValueError if not closed."""
+    return _cached("manifold", mesh, _to_manifold)
+
+
+def _to_manifold(mesh: trimesh.Trimesh):
     m = manifold3d.Manifold(manifold3d.Mesh(
         vert_properties=np.ascontiguousarray(mesh.vertices, dtype=np.float32),
         tri_verts=np.ascontiguousarray(mesh.faces, dtype=np.uint32)))
@@ -102,11 +138,8 @@ def ray_distance(mesh: trimesh.Trimesh, origins: np.ndarray, directions: np.ndar
     """Distance along each ray to the first hit (inf when none); open3d's Embree raycaster."""
     import open3d as o3d
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
-                        o3d.core.Tensor(mesh.faces.astype(np.uint32)))
     rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
-    return scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    return scene(mesh).cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
 
 
 def wall_thickness(mesh: trimesh.Trimesh, point: np.ndarray, normal: np.ndarray) -> float:

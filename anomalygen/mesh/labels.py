@@ -20,17 +20,15 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from .defects import DefectResult
+from .geometry import scene
 
 
 def distance_to_surface(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
     """Unsigned distance of each point to the triangle surface (open3d/Embree, exact)."""
     import open3d as o3d
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)))
     q = o3d.core.Tensor(np.asarray(points, dtype=np.float32))
-    return scene.compute_distance(q).numpy().astype(np.float64)
+    return scene(mesh).compute_distance(q).numpy().astype(np.float64)
 
 
 def label_points(points: np.ndarray, original_mesh: trimesh.Trimesh, result: DefectResult | None,

@@ -1,0 +1,407 @@
+"""The `build-shapenet` driver: shapes -> refined meshes -> defects -> points + labels -> files.
+
+One seed decides everything: a sample's Generator is seeded from (recipe seed, crc32(class),
+split, index[, attempt]), so the bytes written do not depend on `workers`, on the order
+samples finish, or on whether the build was killed and resumed. Each sample's files are
+written atomically, then a small record (.anomalygen/records/<class>/<name>.json); a re-run
+skips samples whose record and files exist, and writes manifest.json from the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import AnomalygenError
+from ..io import PointSample, write_text_atomic
+from ..io import anomaly_shapenet as asn
+from ..io.samples import GOOD
+from ..recipes import get_key, require
+from . import geometry as g
+from .defects import DEFECTS, REMOVAL
+from .engines import get_engine
+from .labels import label_points
+from .refine import refine
+from .sampling import sample_surface
+
+SPLIT_CODE = {"train": 0, "test": 1}
+RETRY_EXPONENT = {"bulge": 2.0, "concavity": 2.0, "bending": 1.0, "hole": 1.5, "break": 1.5, "crack": 1.0, "scratch": 1.0}
+LABEL_RULE = ("a point is anomalous iff its distance to the ORIGINAL (pre-defect) surface exceeds tau, or, for "
+              "removal defects (hole, break, crack), it lies within rim_distance of the rim of the removed region; "
+              "tau and rim_distance are fractions of the object's bounding-box diagonal")
+STATE_DIR = ".anomalygen"
+
+
+@dataclass(frozen=True)
+class Job:
+    cls: str
+    split: str
+    index: int
+    defect: str  # GOOD for normal samples
+    name: str
+
+
+@dataclass
+class Settings:
+    """Everything a worker needs, all plain data (picklable)."""
+
+    seed: int
+    points: tuple[int, int]
+    ratio: tuple[float, float]
+    tau: float
+    rim_distance: float
+    max_retries: int
+    accept_factor: float
+    max_edge: float
+    voxel_pitch: float
+    defect_params: dict
+    engine: str
+    source: str | None
+    binary: bool
+    write_meshes: bool
+
+
+@dataclass
+class Record:
+    cls: str
+    split: str
+    name: str
+    defect: str
+    seed: list[int]
+    points: int
+    anomaly_ratio: float
+    target_ratio: float | None = None
+    attempts: int = 0
+    params: dict = field(default_factory=dict)
+    seconds: float = 0.0  # not in the manifest (timing differs run to run)
+
+
+# ------------------------------------------------------------------ planning
+
+def class_seed(seed: int, cls: str) -> list[int]:
+    return [int(seed), zlib.crc32(cls.encode())]
+
+
+def sample_seed(seed: int, cls: str, split: str, index: int) -> list[int]:
+    return class_seed(seed, cls) + [SPLIT_CODE[split], int(index)]
+
+
+def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str]) -> list[Job]:
+    """The jobs of one class: `train` templates, then `test` samples whose defect types cycle
+    through `defects` (order shuffled per class) with round(test * normal_fraction) normals."""
+    jobs = [Job(cls, "train", k, GOOD, asn.sample_name(cls, "train", k)) for k in range(train)]
+    rng = np.random.default_rng(class_seed(seed, cls) + [7])
+    n_normal = int(round(test * normal_fraction)) if defects else test
+    order = list(rng.permutation(defects)) if defects else []
+    kinds = [GOOD] * n_normal + [order[i % len(order)] for i in range(test - n_normal)]
+    kinds = [kinds[i] for i in rng.permutation(len(kinds))]
+    jobs += [Job(cls, "test", n, d, asn.sample_name(cls, "test", n, d)) for n, d in enumerate(kinds)]
+    return jobs
+
+
+# ------------------------------------------------------------------ per-worker state
+
+_CACHE: dict = {}
+
+
+def _source(settings: Settings):
+    key = ("source", settings.source, settings.voxel_pitch)
+    if key not in _CACHE:
+        from ..shapes.sources import open_source
+
+        _CACHE[key] = open_source(settings.source, settings.voxel_pitch)
+    return _CACHE[key]
+
+
+def class_mesh(settings: Settings, cls: str):
+    """(refined unit-diagonal mesh, description) of a class, cached per process."""
+    key = ("mesh", settings.source, settings.seed, cls, settings.max_edge)
+    if key not in _CACHE:
+        src = _source(settings)
+        mesh = src.mesh(cls, np.random.default_rng(class_seed(settings.seed, cls)))
+        fine = refine(mesh, settings.max_edge * g.diagonal(mesh))
+        _CACHE[key] = (fine, src.describe(cls))
+        for k in [k for k in _CACHE if k[0] == "mesh" and k != key][:-2]:  # keep a few classes only
+            del _CACHE[k]
+    return _CACHE[key]
+
+
+def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: int):
+    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits."""
+    engine = get_engine(settings.engine)
+    D = g.diagonal(mesh)
+    tau, rim = settings.tau * D, settings.rim_distance * D
+    lo, hi = settings.ratio
+    base = {**settings.defect_params.get(job.defect, {}), "tau": settings.tau, "rim_distance": settings.rim_distance}
+    scale, target, best, errors, draw, resized = 1.0, None, None, [], 0, 0
+    for attempt in range(settings.max_retries + 1):
+        # the same draw (place, shape) is resized until it fits; a new draw only when the
+        # operator fails or resizing stalls, so the ratio responds smoothly to the scale
+        params = dict(base, size_scale=scale)
+        if target is not None:
+            params["target_ratio"] = target
+        try:
+            res = engine.apply(mesh, job.defect, params, seed + [draw])
+        except ValueError as exc:  # this draw cannot make the defect (cutter missed, ...): redraw
+            errors.append(str(exc))
+            draw, scale, resized = draw + 1, 1.0, 0
+            continue
+        if target is None:
+            target = float(res.params.get("target_ratio", np.sqrt(lo * hi)))
+        rng = np.random.default_rng(seed + [draw, resized, 1])
+        pts = sample_surface(res.mesh, n, rng)[0].astype(np.float32)
+        lab = label_points(pts, mesh, res, tau, rim)
+        r = float(lab.mean())
+        miss = abs(np.log(max(r, 1e-6) / target))
+        inside = lo <= r <= hi
+        if best is None or (inside, -miss) > (best[0], -best[1]):
+            best = (inside, miss, res, pts, lab, r, attempt + 1)
+        if inside and miss <= np.log(settings.accept_factor):
+            break
+        step = (target / max(r, target / 8)) ** (1.0 / RETRY_EXPONENT.get(job.defect, 1.5))
+        resized += 1
+        if resized >= 3 or abs(np.log(step)) < 0.05:  # stalled: try another place
+            draw, scale, resized = draw + 1, 1.0, 0
+        else:
+            scale *= step
+    if best is None:
+        raise RuntimeError(f"{job.cls}/{job.name}: every attempt failed ({'; '.join(errors[-3:])})")
+    _, _, res, pts, lab, r, attempts = best
+    return res, pts, lab, target, attempts
+
+
+def make_sample(settings: Settings, job: Job):
+    """(PointSample, Record, defective mesh or None) of one job. Pure given settings."""
+    t0 = time.perf_counter()
+    mesh, _ = class_mesh(settings, job.cls)
+    seed = sample_seed(settings.seed, job.cls, job.split, job.index)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(settings.points[0], settings.points[1] + 1))
+    if job.defect == GOOD:
+        pts = sample_surface(mesh, n, rng)[0].astype(np.float32)
+        lab = np.zeros(n, np.uint8)
+        rec = Record(job.cls, job.split, job.name, GOOD, seed, n, 0.0)
+        out_mesh = mesh
+    else:
+        res, pts, lab, target, attempts = _anomalous_sample(settings, mesh, job, seed, n)
+        params = {k: _jsonable(v) for k, v in sorted(res.params.items()) if k not in ("tau", "rim_distance")}
+        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params)
+        out_mesh = res.mesh
+    rec.seconds = time.perf_counter() - t0
+    sample = PointSample(points=pts, labels=lab, cls=job.cls, split=job.split, defect=job.defect, name=job.name)
+    return sample, rec, out_mesh
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, float):
+        return float(f"{v:.6g}")
+    return v
+
+
+def record_path(out: Path, cls: str, name: str) -> Path:
+    return out / STATE_DIR / "records" / cls / f"{name}.json"
+
+
+def run_job(args) -> Record:
+    """Worker entry: build one sample and write its files, then its record (all atomic)."""
+    settings, out, job = args
+    out = Path(out)
+    sample, rec, mesh = make_sample(settings, job)
+    asn.write_sample(out, sample, binary=settings.binary)
+    if settings.write_meshes and (job.split == "test" or job.index == 0):
+        asn.write_mesh(out, job.cls, job.name, mesh)
+    cp = out / STATE_DIR / "classes" / f"{job.cls}.json"
+    if not cp.is_file():
+        fine, desc = class_mesh(settings, job.cls)
+        write_text_atomic(cp, json.dumps({**desc, "refined_faces": int(len(fine.faces)),
+                                          "area": round(float(fine.area), 6)}, sort_keys=True))
+    write_text_atomic(record_path(out, job.cls, job.name), json.dumps(asdict(rec)))
+    return rec
+
+
+def _done(out: Path, job: Job, settings: Settings) -> Record | None:
+    """The record of a sample a previous run finished (its files all present), else None."""
+    rp = record_path(out, job.cls, job.name)
+    if not rp.is_file():
+        return None
+    base = out / "pcd" / job.cls
+    need = [base / job.split / f"{job.name}.pcd"]
+    if job.split == "test" and job.defect != GOOD:
+        need.append(base / "GT" / f"{job.name}.txt")
+    if settings.write_meshes and (job.split == "test" or job.index == 0):
+        need.append(out / "obj" / job.cls / f"{job.name}.obj")
+    if not all(p.is_file() for p in need):
+        return None
+    try:
+        return Record(**json.loads(rp.read_text()))
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------ the build
+
+@dataclass
+class BuildResult:
+    out: Path
+    records: list[Record]
+    seconds: float
+    reused: int
+    manifest: Path
+
+    def table(self) -> str:
+        """Per defect type: samples, points, anomaly ratio, attempts, time."""
+        head = ["defect", "samples", "points min/med/max", "ratio min/med/max", "attempts mean", "s/sample"]
+        rows = []
+        for d in [GOOD, *DEFECTS]:
+            rs = [r for r in self.records if r.defect == d]
+            if not rs:
+                continue
+            pts = np.array([r.points for r in rs])
+            rat = np.array([r.anomaly_ratio for r in rs])
+            rows.append([d, str(len(rs)), f"{pts.min()}/{int(np.median(pts))}/{pts.max()}",
+                         "-" if d == GOOD else f"{rat.min():.4f}/{np.median(rat):.4f}/{rat.max():.4f}",
+                         "-" if d == GOOD else f"{np.mean([r.attempts for r in rs]):.2f}",
+                         f"{np.mean([r.seconds for r in rs]):.3f}"])
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+        return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def resolve_classes(classes, available: list[str], default) -> list[str]:
+    """`--classes N` (first N), 'a,b,c' or a list; default from the recipe."""
+    classes = default if classes is None else classes
+    if isinstance(classes, int) or (isinstance(classes, str) and classes.strip().isdigit()):
+        n = int(classes)
+        if not 1 <= n <= len(available):
+            raise AnomalygenError(f"--classes {n}: choose 1..{len(available)} (the source has {len(available)} classes)")
+        return available[:n]
+    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip()]
+    bad = [c for c in names if c not in available]
+    if bad:
+        raise AnomalygenError(f"unknown class(es) {', '.join(bad)}; available: {', '.join(available)}")
+    return names
+
+
+def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, defects=None) -> Settings:
+    pts = require(recipe, "dataset.points", int, 1)
+    ratio = require(recipe, "labels.anomaly_ratio", (int, float), 0, 1)
+    dparams = get_key(recipe, "defects")
+    for d in defects or []:
+        if d not in DEFECTS:
+            raise AnomalygenError(f"unknown defect {d!r}; known: {', '.join(DEFECTS)}")
+    return Settings(
+        seed=int(get_key(recipe, "seed") if seed is None else seed),
+        points=(int(pts[0]), int(pts[1])), ratio=(float(ratio[0]), float(ratio[1])),
+        tau=float(require(recipe, "labels.tau", (int, float), 0, 1)),
+        rim_distance=float(require(recipe, "labels.rim_distance", (int, float), 0, 1)),
+        max_retries=int(require(recipe, "labels.max_retries", int, 0, 50)),
+        accept_factor=float(require(recipe, "labels.accept_factor", (int, float), 1)),
+        max_edge=float(require(recipe, "shapes.max_edge", (int, float), 1e-4, 1)),
+        voxel_pitch=float(require(recipe, "shapes.voxel_pitch", (int, float), 1e-4, 1)),
+        defect_params={k: dict(v) for k, v in dparams.items()},
+        engine=str(get_key(recipe, "engine") if engine is None else engine),
+        source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
+        binary=bool(get_key(recipe, "dataset.pcd_binary")),
+        write_meshes=bool(get_key(recipe, "dataset.write_meshes")),
+    )
+
+
+def fingerprint(settings: Settings, jobs: list[Job]) -> str:
+    blob = json.dumps([asdict(settings), [asdict(j) for j in jobs]], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_class=None, test_per_class=None,
+                  defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None) -> BuildResult:
+    """Build an Anomaly-ShapeNet-layout dataset in `out`. Re-running resumes (same bytes).
+
+    `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm)."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
+    settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects)
+    get_engine(settings.engine)  # fail fast with the engine's own message
+    from ..shapes.sources import open_source
+
+    src = open_source(settings.source, settings.voxel_pitch)
+    names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
+    train = int(require(recipe, "dataset.train_per_class", int, 0) if train_per_class is None else train_per_class)
+    test = int(require(recipe, "dataset.test_per_class", int, 0) if test_per_class is None else test_per_class)
+    if train < 0 or test < 0 or train + test == 0:
+        raise AnomalygenError("--train-per-class and --test-per-class must be >= 0 and not both 0")
+    frac = float(require(recipe, "dataset.normal_test_fraction", (int, float), 0, 1))
+    jobs = [j for c in names for j in plan_class(c, settings.seed, train, test, frac, defects)]
+    fp = fingerprint(settings, jobs)
+    state = out / STATE_DIR / "build.json"
+    if state.is_file() and not overwrite:
+        old = json.loads(state.read_text()).get("fingerprint")
+        if old != fp:
+            raise AnomalygenError(f"{out} holds a build with other settings; pass --overwrite or choose another --out")
+    elif out.exists() and any(out.iterdir()) and not state.is_file() and not overwrite:
+        raise AnomalygenError(f"{out} is not empty and not an anomalygen build; choose another --out or pass --overwrite")
+    write_text_atomic(state, json.dumps({"fingerprint": fp}))
+
+    done = {} if overwrite else {j: r for j in jobs if (r := _done(out, j, settings)) is not None}
+    todo = [j for j in jobs if j not in done]
+    workers = max(1, int(workers or 1))
+    results: dict[Job, Record] = dict(done)
+    args = [(settings, str(out), j) for j in todo]
+    if todo:
+        if workers > 1:
+            with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+                it = pool.map(run_job, args, chunksize=max(1, min(8, len(args) // (workers * 4) or 1)))
+                for j, rec in zip(todo, progress(it, len(todo)) if progress else it):
+                    results[j] = rec
+        else:
+            it = map(run_job, args)
+            for j, rec in zip(todo, progress(it, len(todo)) if progress else it):
+                results[j] = rec
+    records = [results[j] for j in jobs]
+    manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects)
+    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest)
+
+
+def _worker_init():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, records, train, test, defects) -> Path:
+    """manifest.json: recipe, seed, label rule, per-class source, per-sample defect/params/points/ratio,
+    and the 'validate' bounds. Holds no timings, so it is byte-identical run to run."""
+    classes = {}
+    for c in names:
+        cp = out / STATE_DIR / "classes" / f"{c}.json"
+        classes[c] = json.loads(cp.read_text()) if cp.is_file() else {}
+    body = {
+        "generator": f"anomalygen {__version__} build-shapenet",
+        "layout": asn.LAYOUT,
+        "shapes": src.summary(),
+        "seed": settings.seed,
+        "engine": settings.engine,
+        "label_rule": LABEL_RULE,
+        "labels": {"tau": settings.tau, "rim_distance": settings.rim_distance, "removal_defects": list(REMOVAL)},
+        "counts": {"classes": len(names), "train_per_class": train, "test_per_class": test,
+                   "samples": len(records), "anomalous": sum(r.defect != GOOD for r in records)},
+        "defects": defects,
+        "validate": {"points": list(settings.points), "anomaly_ratio": list(settings.ratio)},
+        "recipe": {k: v for k, v in recipe.items() if k != "_source"},
+        "recipe_source": Path(str(recipe.get("_source", ""))).name,
+        "classes": classes,
+        "samples": [{k: v for k, v in asdict(r).items() if k != "seconds"} for r in records],
+    }
+    return write_text_atomic(out / "manifest.json", json.dumps(body, indent=1, sort_keys=False) + "\n")
+

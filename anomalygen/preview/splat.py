@@ -1,0 +1,95 @@
+"""A tiny point-splat renderer: numpy z-buffer + Pillow, no GUI, no GPU.
+
+Why by hand: matplotlib is not a dependency (and its 3D scatter has no real
+occlusion, so a defect on the far side bleeds through); open3d's offscreen
+renderer needs EGL/OSMesa, absent on headless CI. Points are shaded with
+Lambert lighting from open3d-estimated normals, so dents and bumps read as
+shape, and anomalous points are drawn red on top of the same shading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BACKGROUND = 255
+NORMAL_RGB = np.array([190, 195, 205], np.float64)
+ANOMALY_RGB = np.array([235, 30, 30], np.float64)
+
+
+def look_rotation(direction: np.ndarray, up_hint=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """3x3 rotation whose rows are (right, up, toward-camera) for a camera looking along -direction.
+
+    `direction` points from the object toward the camera."""
+    z = np.asarray(direction, float)
+    z = z / (np.linalg.norm(z) + 1e-12)
+    up = np.asarray(up_hint, float)
+    if abs(z @ up) > 0.95:
+        up = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.95 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(up, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    return np.stack([x, y, z])
+
+
+def view_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    a, e = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
+    return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+
+
+def estimate_normals(points: np.ndarray, radius: float, k: int = 12) -> np.ndarray:
+    """Normals from local PCA; a small radius keeps the two faces of a thin wall apart."""
+    import open3d as o3d
+
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=k))
+    return np.asarray(pc.normals)
+
+
+def point_spacing(points: np.ndarray, rng: np.random.Generator | None = None) -> float:
+    from scipy.spatial import cKDTree
+
+    rng = rng or np.random.default_rng(0)
+    sub = points[rng.choice(len(points), min(len(points), 2000), replace=False)]
+    d, _ = cKDTree(points).query(sub, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray, size: int = 256,
+           normals: np.ndarray | None = None, center: np.ndarray | None = None, extent: float | None = None,
+           spacing: float | None = None) -> np.ndarray:
+    """(size, size, 3) uint8 image of the points seen from `direction` (orthographic)."""
+    pts = np.asarray(points, np.float64)
+    if len(pts) == 0:
+        return np.full((size, size, 3), BACKGROUND, np.uint8)
+    lab = np.zeros(len(pts), bool) if labels is None else np.asarray(labels).astype(bool)
+    center = pts.mean(0) if center is None else center
+    extent = float(np.linalg.norm(pts.max(0) - pts.min(0))) if extent is None else extent
+    spacing = point_spacing(pts) if spacing is None else spacing
+    normals = estimate_normals(pts, 2.2 * spacing) if normals is None else normals
+    R = look_rotation(direction)
+    cam = (pts - center) @ R.T
+    n = normals @ R.T
+    n *= np.where(n[:, 2:3] < 0, -1.0, 1.0)  # face the camera
+    light = np.array([-0.35, 0.45, 0.82])
+    light /= np.linalg.norm(light)
+    shade = 0.28 + 0.72 * np.clip(n @ light, 0, 1)
+    rgb = np.where(lab[:, None], ANOMALY_RGB * (0.55 + 0.45 * shade[:, None]), NORMAL_RGB * shade[:, None])
+    scale = size * 0.92 / extent
+    px = cam[:, 0] * scale + size / 2
+    py = size / 2 - cam[:, 1] * scale
+    r = int(np.clip(np.ceil(0.75 * spacing * scale), 1, 6))
+    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = ox ** 2 + oy ** 2 <= r * r + r
+    ox, oy = ox[disk], oy[disk]
+    X = (np.round(px)[:, None] + ox[None]).ravel().astype(np.int64)
+    Y = (np.round(py)[:, None] + oy[None]).ravel().astype(np.int64)
+    owner = np.repeat(np.arange(len(pts)), len(ox))
+    ok = (X >= 0) & (X < size) & (Y >= 0) & (Y < size)
+    X, Y, owner = X[ok], Y[ok], owner[ok]
+    pix = Y * size + X
+    order = np.lexsort((-cam[owner, 2], pix))  # per pixel, nearest point first
+    pix, owner = pix[order], owner[order]
+    first = np.r_[True, pix[1:] != pix[:-1]]
+    img = np.full((size * size, 3), BACKGROUND, np.float64)
+    img[pix[first]] = rgb[owner[first]]
+    return np.clip(img, 0, 255).astype(np.uint8).reshape(size, size, 3)

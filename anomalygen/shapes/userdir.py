@@ -1,0 +1,64 @@
+"""A folder of the user's own meshes as a shape source (`--source DIR`).
+
+    DIR/<class>/<anything>.obj|.ply|.stl|.off
+
+One sub-folder is one class. A sub-folder with one mesh gives the class `<folder>`;
+with several, each mesh is its own object class `<folder>0`, `<folder>1`, ... (natural
+order), the way Anomaly-ShapeNet numbers bowl0..bowl5. Meshes are repaired to be
+watertight (see repair.py); one that cannot be is a clear error naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from ..errors import AnomalygenError, FormatError
+from .repair import load_mesh, make_watertight
+from .sources import natural
+
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off")
+
+
+class UserFolderSource:
+    kind = "folder"
+
+    def __init__(self, root: Path, voxel_pitch: float = 0.008):
+        self.root = Path(root)
+        self.voxel_pitch = voxel_pitch
+        self.files: dict[str, Path] = {}
+        for d in sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                        key=lambda p: natural(p.name)):
+            meshes = sorted((f for f in d.iterdir() if f.suffix.lower() in MESH_SUFFIXES), key=lambda f: natural(f.name))
+            if len(meshes) == 1:
+                self.files[d.name] = meshes[0]
+            else:
+                for i, f in enumerate(meshes):
+                    self.files[f"{d.name}{i}"] = f
+        if not self.files:
+            raise AnomalygenError(
+                f"--source {self.root}: neither ShapeNetCore v2 (taxonomy.json, <synset>/<model>/models/"
+                f"model_normalized.obj) nor a folder of meshes (<class>/*{'|'.join(MESH_SUFFIXES)})")
+        self._how: dict[str, str] = {}
+
+    def classes(self) -> list[str]:
+        return list(self.files)
+
+    def mesh(self, cls: str, rng: np.random.Generator) -> trimesh.Trimesh:
+        if cls not in self.files:
+            raise AnomalygenError(f"class {cls!r} is not in {self.root}; classes there: {', '.join(self.files)}")
+        path = self.files[cls]
+        try:
+            mesh, how = make_watertight(load_mesh(path), self.voxel_pitch)
+        except FormatError as exc:
+            raise AnomalygenError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
+        self._how[cls] = how
+        return mesh
+
+    def describe(self, cls: str) -> dict:
+        return {"source": "folder", "file": str(self.files[cls].relative_to(self.root)), "repair": self._how.get(cls)}
+
+    def summary(self) -> dict:
+        return {"kind": self.kind, "root": str(self.root)}
