@@ -9,11 +9,11 @@ from anomalygen.depth.preprocess import BackgroundConfig, das3d_normalize, remov
 
 
 def _plane_scene(h=80, w=96):
-    """Tilted plane at ~0.6 m, a 12 mm-high box on it, and a 3x3-pixel speck floating 20 mm above it."""
+    """Tilted plane at ~0.6 m, a 12 mm-high box on it, and a 5x5-pixel speck floating 20 mm above it."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     z = 0.6 + 0.0004 * (xx - w / 2) + 0.0002 * (yy - h / 2)
     obj = (np.abs(yy - 40) < 15) & (np.abs(xx - 45) < 18)
-    speck = (np.abs(yy - 10) <= 1) & (np.abs(xx - 85) <= 1)
+    speck = (np.abs(yy - 10) <= 2) & (np.abs(xx - 85) <= 2)  # 25 points: a DBSCAN cluster of its own
     z = np.where(obj, z - 0.012, z)
     z = np.where(speck, z - 0.02, z)
     f = 300.0
