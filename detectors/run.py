@@ -102,6 +102,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     cls = get_detector(detector)
     config = get_key(rec, detector, {}) or {}
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
+    set_threads(get_key(rec, "run.threads", None))
     data = Path(data)
     dataset = open_dataset(data)
     tasks = plan_tasks(dataset, classes, train_classes, test_classes)
@@ -144,6 +145,17 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     if evaluate if evaluate is not None else get_key(rec, "run.evaluate", True):
         run["metrics"] = evaluate_run(out, device=device, progress=progress)
     return run
+
+
+def set_threads(threads) -> None:
+    """Recipe run.threads: torch's CPU threads (null = torch's default, one per core)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise AnomalygenError(f"run.threads must be a positive integer or null, got {threads!r}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def read_run(run_dir) -> dict:
@@ -291,6 +303,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
         raise AnomalygenError(f"{data} is {dataset.layout} but the run was trained on {run['layout']}")
     run_cfg = run.get("run", {})
     dev = resolve_device(device or run_cfg.get("device", "auto"))
+    set_threads(run_cfg.get("threads"))
     out = Path(out) if out else run_dir
     tasks = [Task(t["name"], t["train"], t["test"]) for t in run["tasks"]]
     known = dataset.classes()
