@@ -123,7 +123,8 @@ def make_object(name: str, verts: np.ndarray, faces: np.ndarray) -> bpy.types.Ob
 
 
 def bvh_of(ob) -> BVHTree:
-    return BVHTree.FromPolygons([tuple(v) for v in vertices(ob)], [tuple(f) for f in triangles(ob).tolist()])
+    """BVH of the object's surface (object space == world space here: no transforms are used)."""
+    return BVHTree.FromObject(ob, bpy.context.evaluated_depsgraph_get())
 
 
 def apply_modifier(ob, mod) -> None:
@@ -525,16 +526,34 @@ def wall_depth(bvh: BVHTree, c: np.ndarray, n: np.ndarray, L: float) -> float | 
 
 
 def boolean_cut(ob, cutter, L: float) -> np.ndarray:
-    """Difference with the MANIFOLD solver, triangulate; returns the rim points."""
+    """Difference with the MANIFOLD solver, triangulate; returns the rim points.
+
+    `cutter` is one closed object, or a list of (overlapping, convex) closed objects
+    that the boolean subtracts as one union (a Collection operand).
+    """
+    pieces = cutter if isinstance(cutter, list) else [cutter]
     orig_bvh = bvh_of(ob)
-    cut_bvh = bvh_of(cutter)
-    cut_co = vertices(cutter)
+    cut_co = np.concatenate([vertices(c) for c in pieces])
+    cut_tri = np.concatenate([triangles(c) + off for c, off in
+                              zip(pieces, np.cumsum([0] + [len(c.data.vertices) for c in pieces[:-1]]))])
+    cut_bvh = BVHTree.FromPolygons([tuple(v) for v in cut_co], [tuple(f) for f in cut_tri.tolist()])
     cut_lo, cut_hi = cut_co.min(0), cut_co.max(0)
     mod = ob.modifiers.new("cut", "BOOLEAN")
-    mod.object, mod.operation = cutter, "DIFFERENCE"
+    mod.operation = "DIFFERENCE"
     mod.solver = "MANIFOLD" if "MANIFOLD" in {e.identifier for e in mod.bl_rna.properties["solver"].enum_items} else "EXACT"
+    if len(pieces) == 1:
+        mod.object = pieces[0]
+    else:
+        coll = bpy.data.collections.new("cutters")
+        bpy.context.scene.collection.children.link(coll)
+        for c in pieces:
+            for other in list(c.users_collection):
+                other.objects.unlink(c)
+            coll.objects.link(c)
+        mod.operand_type, mod.collection = "COLLECTION", coll
     apply_modifier(ob, mod)
-    bpy.data.objects.remove(cutter)
+    for c in pieces:
+        bpy.data.objects.remove(c)
     triangulate(ob)
     co = vertices(ob)
     eps = 1e-4 * L
@@ -634,16 +653,23 @@ def do_crack(ob, P: Params) -> dict:
     P.out["path"] = path.round(6).tolist()
     k = len(path)
     taper = np.sin(np.linspace(0.15, 1.0, k) * math.pi / 1.15) * (1 + 0.3 * P.rng.uniform(-1, 1, k))
-    rings = []
-    for i in range(k):
-        tang = unit(path[min(i + 1, k - 1)] - path[max(i - 1, 0)])
-        side = unit(np.cross(nrms[i], tang))
-        w = 0.5 * width * max(taper[i], 0.25)
-        top = path[i] + nrms[i] * 0.5 * width
-        rings.append(np.stack([top + side * w, top - side * w, path[i] - nrms[i] * depth * max(taper[i], 0.3)]))
-    cv, cf = closed_tube(rings)
-    cutter = make_object("cutter", cv, cf)
-    rim = boolean_cut(ob, cutter, L)
+    # one convex wedge prism per path step, overlapping its neighbours; the boolean
+    # subtracts their union. (A single swept tube folds on itself at sharp turns and
+    # where the surface normal swings, and a self-intersecting cutter breaks the cut.)
+    pieces = []
+    for i in range(k - 1):
+        a, b = path[i], path[i + 1]
+        x = unit(b - a)
+        z = unit(nrms[i] + nrms[i + 1])
+        z = unit(z - np.dot(z, x) * x)
+        y = np.cross(z, x)
+        w = 0.5 * width * max(0.5 * (taper[i] + taper[i + 1]), 0.25)
+        dep = depth * max(0.5 * (taper[i] + taper[i + 1]), 0.3)
+        ends = [a - x * w, b + x * w]
+        ring = [np.stack([e + z * 0.5 * width + y * w, e + z * 0.5 * width - y * w, e - z * dep]) for e in ends]
+        cv, cf = closed_tube(ring)
+        pieces.append(make_object(f"crack{i}", cv, cf))
+    rim = boolean_cut(ob, pieces, L)
     return {"rim_points": rim}
 
 

@@ -143,8 +143,11 @@ def _bending_job(mesh, p, rng):
     angle = float(p["angle_deg"]) * float(rng.choice([-1.0, 1.0]))
     # Blender: the part past s0 + w rotates rigidly about the hinge (pivot, a); proportional
     # editing ramps the band [s0, s0 + w] in, like the numpy engine's smoothstep
+    # Blender must select at least the tip: when the band reaches past the far end, the
+    # rigid part starts halfway between the hinge and the tip instead
+    rigid_from = min(w, 0.5 * (float(s.max()) - s0))
     return {"direction": u.tolist(), "pivot": pivot.tolist(), "axis": a.tolist(), "angle": angle,
-            "transition": w, "rigid_from": w}
+            "transition": rigid_from, "rigid_from": rigid_from}
 
 
 def _hole_job(mesh, p, rng):
