@@ -5,7 +5,8 @@
 
 Division of labour: the SIZE of a defect is decided here exactly as the numpy engine
 decides it (same recipe keys, same target-ratio sizing through
-anomalygen.mesh.geometry, same `size_scale` the build driver adjusts), and the SHAPE
+anomalygen.mesh.geometry, same `size_scale` the build driver adjusts; the SIZERS below
+mirror the sizing lines of anomalygen.mesh.defects and must follow them), and the SHAPE
 is made inside Blender by blender_scripts/defect.py (proportional-edit transforms,
 Displace modifiers, MANIFOLD booleans with irregular cutters). The labeler then
 treats the result like any other engine's: distance to the original mesh, plus the
@@ -173,7 +174,11 @@ def _break_job(mesh, p, rng):
     s = mesh.triangles_center @ u
     weights = (s >= np.quantile(s, 1 - float(p["extremity_quantile"]))).astype(float)
     c, n, _ = g.pick_surface_point(mesh, rng, weights)
-    r = g.region_radius(mesh, c, n, _target_area(mesh, p) * float(p["region_factor"]), min_cos=-1.0)
+    A = _target_area(mesh, p) * float(p["region_factor"])
+    r = g.region_radius(mesh, c, n, A, min_cos=-1.0)
+    thick = g.wall_thickness(mesh, c, n)
+    if thick < r:   # thin wall: labels ~ the cut's perimeter x (wall + rim band on both sides)
+        r = A / (2 * np.pi * (thick + 2 * float(p["rim_distance"]) * D)) / 0.9
     r = float(np.clip(r, 0.01 * D, 0.35 * D))
     return {"center": c.tolist(), "normal": n.tolist(), "radius": r, "offset": float(p["offset"]),
             "irregularity": float(p["roughness"])}
