@@ -58,3 +58,15 @@ def test_own_permutation_gives_another_field_and_torch_batches_agree():
         np.testing.assert_allclose(batch[i], ref, atol=1e-6, rtol=0)
     default = perlin_grid_np((32, 40), (8, 8), offset=tuple(off[1]))
     assert np.abs(batch[1] - default).max() > 0.1
+
+
+@pytest.mark.parametrize("octaves", [1, 3])
+def test_grid_helpers_equal_pnoise2_with_octaves(octaves):
+    res, off = (3, 5), (2.7, 1019.2)  # crosses the repeat period 1024 of pnoise2
+    ys = (np.arange(20) * res[0] / 20 + off[0]).astype(np.float32)[:, None] * np.ones((1, 28))
+    xs = (np.arange(28) * res[1] / 28 + off[1]).astype(np.float32)[None, :] * np.ones((20, 1))
+    ref = _reference(xs, ys, octaves=octaves)
+    np.testing.assert_allclose(perlin_grid_np((20, 28), res, octaves=octaves, offset=off), ref, atol=1e-5, rtol=0)
+    got = perlin_grid_torch(2, (20, 28), [res, res], octaves=octaves, offset=[off, off]).numpy()
+    np.testing.assert_allclose(got[0], ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got[1], ref, atol=1e-5, rtol=0)

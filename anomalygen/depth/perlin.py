@@ -20,6 +20,8 @@ table periodically (perm[k % 256]); for base in {0, 1} every value is equal.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 # Ken Perlin's reference permutation, the table `noise` ships.
@@ -125,6 +127,36 @@ def _runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0], change]), np.cumsum(run)
 
 
+@lru_cache(maxsize=512)
+def _grid_geometry(xs_key: bytes, ys_key: bytes, rx: float, ry: float, base: int):
+    """Everything of `_noise2_grid` that does not depend on the permutation (cached: DAS3D draws
+    a fresh permutation per defect but only a few lattice resolutions)."""
+    xs, ys = np.frombuffer(xs_key, np.float32), np.frombuffer(ys_key, np.float32)
+    w, h = len(xs), len(ys)
+    rx, ry = np.float32(rx), np.float32(ry)
+    i, ii, x, fx = _axis(xs, rx, base)
+    j, jj, y, fy = _axis(ys, ry, base)
+    cs, crun = _runs(i * 4096 + ii)
+    rs, rrun = _runs(j * 4096 + jj)
+    one = np.float32(1)
+    c0, c1, c2, c3 = (one - fx) * x, one - fx, fx * (x - one), fx
+    ca, cb = np.stack([c0, c1, c0, c1]), np.stack([c2, c3, c2, c3])          # (4, W)
+    R = np.stack([one - fy, (one - fy) * y, fy, fy * (y - one)], -1)          # (H, 4)
+    lens = np.diff(np.append(rs, h))
+    pmax = int(lens.max())
+    # the first (partial) row cell ends its block, so equal interior cells make the rows contiguous
+    pos = np.arange(h) - rs[rrun] + np.where(rrun == 0, pmax - lens[0], 0)
+    rp = np.zeros((len(rs), pmax, 4), np.float32)
+    rp[rrun, pos] = R
+    flat = rrun * pmax + pos
+    rows = slice(int(flat[0]), int(flat[0]) + h) if flat[-1] - flat[0] == h - 1 else flat
+    geo = (i[cs], ii[cs], j[rs][:, None], jj[rs][:, None], crun, ca, cb, rp, rows)
+    for a in geo:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return geo
+
+
 def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32, base: int,
                  table: np.ndarray) -> np.ndarray:
     """pnoise2 on the grid ys x xs (1-D float32), separably.
@@ -133,39 +165,22 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
     its row through y only. Expanding the two lerps, noise = R(y) . S(x) with 4 row terms
     R = [(1-fy), (1-fy) y, fy, fy (y-1)] and 4 column terms S that hold the column's fades
     times the corner gradients of each row cell. So per pixel only a 4-term dot product
-    remains (one batched matmul over row cells); hashing runs once per (row cell, column).
-    Same values as the per-pixel form up to float32 re-association (~1e-7).
+    remains (one batched matmul over row cells); hashing runs once per (row cell, column
+    cell). Same values as the per-pixel form up to float32 re-association (~1e-7).
     """
-    w, h = len(xs), len(ys)
-    if rx == ry:  # one pass over both axes: fewer numpy calls (they dominate at 256 px)
-        k, kk, f, fade = _axis(np.concatenate([xs, ys]), rx, base)
-        i, j, ii, jj, x, y, fx, fy = k[:w], k[w:], kk[:w], kk[w:], f[:w], f[w:], fade[:w], fade[w:]
-    else:
-        i, ii, x, fx = _axis(xs, rx, base)
-        j, jj, y, fy = _axis(ys, ry, base)
-    cs, crun = _runs(i * 4096 + ii)
-    rs, rrun = _runs(j * 4096 + jj)
-    a, b = table[i[cs]], table[ii[cs]]                       # per column cell
-    rj, rjj = j[rs][:, None], jj[rs][:, None]                # per row cell
+    xs = np.ascontiguousarray(xs, np.float32)
+    ys = np.ascontiguousarray(ys, np.float32)
+    ci, cii, rj, rjj, crun, ca, cb, rp, rows = _grid_geometry(xs.tobytes(), ys.tobytes(), float(rx), float(ry),
+                                                               int(base))
+    a, b = table[ci], table[cii]                             # per column cell
     hash2 = table[table] & 15                                # h = PERM[PERM[k]] & 15 for every k
+    n_r, n_c = len(rj), len(ci)
     # corner gradients as (row cells, [x, y of corner aa, x, y of corner ab], column cells), same for ba, bb
-    g_a = GRAD2[hash2[np.stack([a + rj, a + rjj], 1)]].transpose(0, 1, 3, 2).reshape(len(rs), 4, len(cs))
-    g_b = GRAD2[hash2[np.stack([b + rj, b + rjj], 1)]].transpose(0, 1, 3, 2).reshape(len(rs), 4, len(cs))
-    one = np.float32(1)
-    c0, c1, c2, c3 = (one - fx) * x, one - fx, fx * (x - one), fx
-    S = g_a[:, :, crun] * np.stack([c0, c1, c0, c1]) + g_b[:, :, crun] * np.stack([c2, c3, c2, c3])  # (rc, 4, W)
-    R = np.stack([one - fy, (one - fy) * y, fy, fy * (y - one)], -1)  # (H, 4)
-    lens = np.diff(np.append(rs, h))
-    pmax = int(lens.max())
-    # the first (partial) row cell ends its block, so equal interior cells make the rows contiguous
-    pos = np.arange(h) - rs[rrun] + np.where(rrun == 0, pmax - lens[0], 0)
-    rp = np.zeros((len(rs), pmax, 4), np.float32)
-    rp[rrun, pos] = R
-    out = np.matmul(rp, S).reshape(-1, w)  # (row cells * rows in cell, W)
-    flat = rrun * pmax + pos
-    if flat[-1] - flat[0] == h - 1:
-        return out[flat[0]:flat[0] + h]
-    return np.take(out, flat, axis=0)
+    g_a = GRAD2[hash2[np.stack([a + rj, a + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
+    g_b = GRAD2[hash2[np.stack([b + rj, b + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
+    S = g_a[:, :, crun] * ca + g_b[:, :, crun] * cb          # (row cells, 4, W)
+    out = np.matmul(rp, S).reshape(-1, len(xs))              # (row cells * rows in cell, W)
+    return out[rows] if isinstance(rows, slice) else np.take(out, rows, axis=0)
 
 
 def perlin_grid_np(shape: tuple[int, int], res: tuple[float, float], perm: np.ndarray | None = None,
@@ -260,9 +275,59 @@ def pnoise2_torch(x, y, perm=None, octaves: int = 1, persistence: float = 0.5, l
     return total / float(vmax)
 
 
+def _noise2_grid_torch(xs, ys, r: float, base: int, table, hash2):
+    """Batched `_noise2_grid`: xs (B, W), ys (B, H) float32; table, hash2 (B, n) long. Returns (B, H, W)."""
+    import torch
+
+    def axis(v):
+        k = torch.floor(torch.fmod(v, r)).long()
+        kk = torch.fmod((k + 1).float(), r).long()
+        f = v - torch.floor(v)
+        return (k & 255) + base, (kk & 255) + base, f, f * f * f * (f * (f * 6 - 15) + 10)
+
+    def runs(key):
+        change = torch.zeros_like(key)
+        change[:, 1:] = (key[:, 1:] != key[:, :-1]).long()
+        return torch.cumsum(change, 1)
+
+    bsz, w, h = xs.shape[0], xs.shape[1], ys.shape[1]
+    i, ii, x, fx = axis(xs)
+    j, jj, y, fy = axis(ys)
+    crun, rrun = runs(i * 4096 + ii), runs(j * 4096 + jj)
+    nb, na = int(crun.max()) + 1, int(rrun.max()) + 1
+    cell = lambda v, run, n: torch.zeros(bsz, n, dtype=v.dtype, device=v.device).scatter_(1, run, v)  # noqa: E731
+    a, b = torch.gather(table, 1, cell(i, crun, nb)), torch.gather(table, 1, cell(ii, crun, nb))  # (B, nb)
+    rj, rjj = cell(j, rrun, na)[:, :, None], cell(jj, rrun, na)[:, :, None]                     # (B, na, 1)
+    grad = torch.as_tensor(GRAD2, device=xs.device)
+    cols = crun[:, None, :].expand(bsz, na, w)
+
+    def corner(k):  # (B, na, nb) lattice sums -> gradient x, y per (row cell, column): (B, na, W) each
+        hsh = torch.gather(hash2, 1, k.reshape(bsz, -1)).reshape(bsz, na, nb)
+        return torch.gather(grad[hsh, 0], 2, cols), torch.gather(grad[hsh, 1], 2, cols)
+
+    (aa_x, aa_y), (ba_x, ba_y) = corner(a[:, None, :] + rj), corner(b[:, None, :] + rj)
+    (ab_x, ab_y), (bb_x, bb_y) = corner(a[:, None, :] + rjj), corner(b[:, None, :] + rjj)
+    c0, c1, c2, c3 = ((1 - fx) * x)[:, None], (1 - fx)[:, None], (fx * (x - 1))[:, None], fx[:, None]
+    S = torch.stack([aa_x * c0 + ba_x * c2, aa_y * c1 + ba_y * c3, ab_x * c0 + bb_x * c2, ab_y * c1 + bb_y * c3], 2)
+    R = torch.stack([1 - fy, (1 - fy) * y, fy, fy * (y - 1)], -1)                      # (B, H, 4)
+    # rows of each row cell as one small matmul per (item, row cell), then the rows back in order
+    first = torch.zeros_like(rrun)
+    first[:, 1:] = (rrun[:, 1:] != rrun[:, :-1]).long()
+    start = torch.cummax(torch.where(first.bool() | (torch.arange(h, device=xs.device) == 0),
+                                     torch.arange(h, device=xs.device).expand(bsz, h), torch.zeros_like(rrun)), 1)[0]
+    pos = torch.arange(h, device=xs.device)[None, :] - start                        # row within its cell
+    pmax = int(pos.max()) + 1
+    rp = torch.zeros(bsz, na, pmax, 4, dtype=R.dtype, device=xs.device)
+    bidx = torch.arange(bsz, device=xs.device)[:, None].expand(bsz, h)
+    rp[bidx, rrun, pos] = R
+    out = torch.matmul(rp, S).reshape(bsz, na * pmax, w)                            # (B, na * pmax, W)
+    return out[bidx, rrun * pmax + pos]
+
+
 def perlin_grid_torch(batch: int, shape: tuple[int, int], res, perm=None, octaves: int = 1,
                       persistence: float = 0.5, lacunarity: float = 2.0, offset=None, device="cpu"):
-    """(B, H, W) noise images. `res`: (B, 2) cells per (rows, cols); `perm`: (B, 256) or None; `offset`: (B, 2)."""
+    """(B, H, W) noise images, the batched `perlin_grid_np`. `res`: (B, 2) cells per (rows, cols);
+    `perm`: (B, 256), (256,) or None (Ken Perlin's table); `offset`: (B, 2). Separable like `_noise2_grid`."""
     import torch
 
     h, w = shape
@@ -271,5 +336,18 @@ def perlin_grid_torch(batch: int, shape: tuple[int, int], res, perm=None, octave
         torch.as_tensor(offset, dtype=torch.float64, device=device).reshape(batch, 2)
     ys = (torch.arange(h, dtype=torch.float64, device=device)[None, :] * res[:, :1] / h + off[:, :1]).float()
     xs = (torch.arange(w, dtype=torch.float64, device=device)[None, :] * res[:, 1:] / w + off[:, 1:]).float()
-    return pnoise2_torch(xs[:, None, :], ys[:, :, None], perm=perm, octaves=octaves, persistence=persistence,
-                         lacunarity=lacunarity)
+    p = torch.as_tensor(PERMUTATION if perm is None else perm, dtype=torch.long, device=device)
+    p = p.expand(batch, 256) if p.dim() == 1 else p
+    table = p[:, torch.arange(768, device=device) % 256]
+    hash2 = torch.gather(table, 1, table) & 15
+    if octaves == 1:
+        return _noise2_grid_torch(xs, ys, 1024.0, 0, table, hash2)
+    freq, amp, vmax = np.float32(1), np.float32(1), np.float32(0)
+    total = torch.zeros(batch, h, w, device=device)
+    for _ in range(octaves):
+        total = total + _noise2_grid_torch(xs * float(freq), ys * float(freq), float(np.float32(1024) * freq), 0,
+                                           table, hash2) * float(amp)
+        vmax += amp
+        freq *= np.float32(lacunarity)
+        amp *= np.float32(persistence)
+    return total / float(vmax)

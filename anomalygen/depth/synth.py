@@ -94,8 +94,8 @@ def draw_params(rng: np.random.Generator, cfg: DAS3DConfig, shape: tuple[int, in
     """Draw one defect's random parameters. Kernel sigma is in px@256, scaled to `shape`."""
     lo, hi = cfg.scale_exp
     res = (2 ** int(rng.integers(lo, hi + 1)), 2 ** int(rng.integers(lo, hi + 1)))
-    offset = (float(rng.uniform(0, 256)), float(rng.uniform(0, 256)))
-    perm = random_permutation(rng)
+    offset = (0.0, 0.0)  # the fresh permutation already makes an independent field; a fixed grid lets
+    perm = random_permutation(rng)  # perlin_grid_np reuse its cached per-resolution geometry
     f = max(shape) / 256.0
     sigma = (float(rng.uniform(*cfg.sigma)) * f, float(rng.uniform(*cfg.sigma)) * f)
     alpha = (float(rng.uniform(*cfg.alpha)), float(rng.uniform(*cfg.alpha)))
