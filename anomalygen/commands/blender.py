@@ -17,6 +17,13 @@ def command():
     Blender is found in this order: $ANOMALYGEN_BLENDER ('bpy' or a path to a
     blender executable), the bpy module (pip install 'anomalygen[blender]'),
     `blender` on PATH.
+
+    \b
+    Examples:
+      anomalygen blender info
+      anomalygen blender run defect -- --input cup.ply --output cup_crack.ply --defect crack --seed 3
+      anomalygen blender run my_script.py --timeout 60 -- --size 2
+      anomalygen build-shapenet --classes 3 --engine blender --out out/blender3
     """
 
 
