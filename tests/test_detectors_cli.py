@@ -107,3 +107,11 @@ def test_empty_train_split_and_non_run_folders_are_rejected(tmp_path, pc):
     r = run("train-detector", "--detector", "btf", "--data", pc, "--out", tmp_path / "full", "--overwrite")
     assert r.exit_code == 2 and "refusing to overwrite" in r.output
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_real3d_layout_runs_end_to_end(real3d_dir, tmp_path):
+    # Real3D-AD: space-delimited gt, '<k>_template' train names; the fixture is tiny (200-250 points).
+    r = run("train-detector", "--detector", "btf", "--data", real3d_dir, "--out", tmp_path / "r", *FAST)
+    assert r.exit_code == 0, r.output
+    row = json.loads((tmp_path / "r" / "metrics.json").read_text())["rows"][0]
+    assert row["task"] == "duck" and row["samples"] == 2 and row["point_auroc"] is not None

@@ -90,7 +90,10 @@ def knn(query: torch.Tensor, ref: torch.Tensor, k: int, chunk: int = DEFAULT_CHU
     dists, idxs = [], []
     for s in range(0, q.shape[1], chunk):
         d = torch.cdist(q[:, s:s + chunk], r)
-        dk, ik = torch.topk(d, k, dim=-1, largest=False, sorted=True)
+        if k == 1:  # min() is a single pass; topk sorts
+            dk, ik = d.min(dim=-1, keepdim=True)
+        else:
+            dk, ik = torch.topk(d, k, dim=-1, largest=False, sorted=True)
         dists.append(dk)
         idxs.append(ik)
     dist, idx = torch.cat(dists, 1), torch.cat(idxs, 1)
