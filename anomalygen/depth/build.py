@@ -64,14 +64,14 @@ def list_sources(input_path: Path | None, classes: list[str] | None, seed: int,
     out: dict[str, list[Source]] = {}
     if input_path is None:
         from ..render.dataset import RenderConfig
-        from ..render.scene import BUILTIN_SHAPES
+        from ..render.scene import known_classes
 
         rr = render_recipe or load_recipe("render-mvtec3d")
         cfg = RenderConfig.from_recipe(rr)
         classes = classes or list(require(rr, "classes", str))
         for c in classes:
-            if c not in BUILTIN_SHAPES:
-                raise AnomalygenError(f"unknown class {c!r} for the rendered default; classes: {', '.join(BUILTIN_SHAPES)}")
+            if c not in known_classes():
+                raise AnomalygenError(f"unknown class {c!r} for the rendered default; classes: {', '.join(known_classes())}")
         n_train, n_val, n_good, _ = cfg.counts
         for c in classes:
             out[c] = [Source(c, s, GOOD, mvtec3d.sample_name(i), render=(i, seed, cfg))

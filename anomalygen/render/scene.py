@@ -1,9 +1,11 @@
 """Scenes for the renderer: an object mesh resting on a background plane under a camera.
 
-Shapes come from the mesh issue's procedural catalog (`anomalygen.shapes`) and defects
-from `anomalygen.mesh.defects.apply_defect` when those modules are installed; otherwise
-from the small built-in set below (MVTec-3D-like food/part shapes with bulge/dent
-defects), so the renderer always has an offline default. `shape_backend()` says which.
+Shapes: six built-in MVTec-3D-like objects (bagel, cookie, dowel, peach, potato, tire)
+and, when the mesh issue's modules are installed, the 40 classes of its procedural
+catalog (`anomalygen.shapes.catalog`). Defects: the mesh issue's seven operators
+(`anomalygen.mesh.defects.apply_defect`) when installed, else the built-in bulge and
+concavity below. `mesh_engine_available()` says which; the renderer checks at run time
+and says what it skipped.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _dowel(rng):
 BUILTIN_SHAPES = {"bagel": _bagel, "cookie": _cookie, "dowel": _dowel, "peach": _peach, "potato": _potato, "tire": _tire}
 BUILTIN_COLORS = {"bagel": (0.72, 0.47, 0.22), "cookie": (0.80, 0.62, 0.38), "dowel": (0.78, 0.63, 0.45),
                   "peach": (0.93, 0.58, 0.38), "potato": (0.76, 0.64, 0.42), "tire": (0.16, 0.16, 0.17)}
-BUILTIN_DEFECTS = ("bulge", "dent")
+BUILTIN_DEFECTS = ("bulge", "concavity")  # the mesh issue's names for the same two shapes
 
 
 def _refine(mesh: trimesh.Trimesh, max_edge: float) -> trimesh.Trimesh:
@@ -78,7 +80,7 @@ def _refine(mesh: trimesh.Trimesh, max_edge: float) -> trimesh.Trimesh:
 
 def builtin_defect(mesh: trimesh.Trimesh, defect: str, rng: np.random.Generator, size: float,
                    view_dir=(0, 0, 1)) -> tuple[trimesh.Trimesh, dict]:
-    """Bulge (outward) or dent (inward) with a smooth cosine falloff around a camera-facing vertex."""
+    """Bulge (outward) or concavity (inward) with a smooth cosine falloff around a camera-facing vertex."""
     if defect not in BUILTIN_DEFECTS:
         raise AnomalygenError(f"built-in renderer defects are {', '.join(BUILTIN_DEFECTS)}; got {defect!r}")
     mesh = _refine(mesh, size * 0.015)
@@ -99,14 +101,35 @@ def builtin_defect(mesh: trimesh.Trimesh, defect: str, rng: np.random.Generator,
 # --------------------------------------------------------------------------- backends
 
 
-def shape_backend() -> str:
-    """'catalog' when the mesh issue's anomalygen.shapes + anomalygen.mesh.defects are importable, else 'builtin'."""
+def mesh_engine_available() -> bool:
+    """True when the mesh issue's catalog and defect operators are importable."""
     try:
-        shapes = importlib.import_module("anomalygen.shapes")
+        importlib.import_module("anomalygen.shapes.catalog")
         importlib.import_module("anomalygen.mesh.defects")
+        importlib.import_module("anomalygen.mesh.labels")
     except ImportError:
-        return "builtin"
-    return "catalog" if hasattr(shapes, "make_shape") or hasattr(shapes, "CATALOG") else "builtin"
+        return False
+    return True
+
+
+def catalog_classes() -> list[str]:
+    if not mesh_engine_available():
+        return []
+    from ..io import anomaly_shapenet
+
+    return list(anomaly_shapenet.CLASSES)
+
+
+def known_classes() -> list[str]:
+    return list(BUILTIN_SHAPES) + catalog_classes()
+
+
+def mesh_defects() -> tuple[str, ...]:
+    if not mesh_engine_available():
+        return ()
+    from ..mesh.defects import DEFECTS
+
+    return tuple(DEFECTS)
 
 
 def class_seed(*parts) -> int:
@@ -115,9 +138,20 @@ def class_seed(*parts) -> int:
 
 
 def normal_mesh(cls: str, rng: np.random.Generator) -> trimesh.Trimesh:
-    if cls not in BUILTIN_SHAPES:
-        raise AnomalygenError(f"unknown class {cls!r}; renderer classes: {', '.join(BUILTIN_SHAPES)}")
-    return BUILTIN_SHAPES[cls](rng)
+    """A normal mesh of `cls`: built-in MVTec-like shapes, else the mesh issue's procedural catalog
+    (Z up there; turned so its top faces the camera, which looks along +Z)."""
+    if cls in BUILTIN_SHAPES:
+        return BUILTIN_SHAPES[cls](rng)
+    if cls in catalog_classes():
+        from ..mesh.refine import refine
+        from ..recipes import get_key, load_recipe
+        from ..shapes.catalog import make_shape
+
+        m = make_shape(cls, rng)
+        m = refine(m, float(get_key(load_recipe("anomaly-shapenet"), "shapes.max_edge")))
+        m.apply_transform(trimesh.transformations.rotation_matrix(np.pi, [1, 0, 0]))
+        return m
+    raise AnomalygenError(f"unknown class {cls!r}; renderer classes: {', '.join(known_classes())}")
 
 
 def place_on_plane(mesh: trimesh.Trimesh, size: float, distance: float, rng: np.random.Generator) -> trimesh.Trimesh:
