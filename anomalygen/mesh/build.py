@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import AnomalygenError
-from ..io import PointSample, write_text_atomic
+from ..io import PointSample, write_bytes_atomic, write_text_atomic
 from ..io import anomaly_shapenet as asn
 from ..io.samples import GOOD
 from ..recipes import get_key, require
@@ -31,6 +31,7 @@ from . import geometry as g
 from .defects import DEFECTS, REMOVAL
 from .engines import get_engine
 from .labels import label_points
+from .objfile import obj_bytes
 from .refine import refine
 from .sampling import sample_surface
 
@@ -138,7 +139,10 @@ def class_mesh(settings: Settings, cls: str):
 
 def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: int):
     """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits."""
-    engine = get_engine(settings.engine)
+    key = ("engine", settings.engine)
+    if key not in _CACHE:
+        _CACHE[key] = get_engine(settings.engine)
+    engine = _CACHE[key]
     D = g.diagonal(mesh)
     tau, rim = settings.tau * D, settings.rim_distance * D
     lo, hi = settings.ratio
@@ -223,7 +227,7 @@ def run_job(args) -> Record:
     sample, rec, mesh = make_sample(settings, job)
     asn.write_sample(out, sample, binary=settings.binary)
     if settings.write_meshes and (job.split == "test" or job.index == 0):
-        asn.write_mesh(out, job.cls, job.name, mesh)
+        write_bytes_atomic(out / "obj" / job.cls / f"{job.name}.obj", obj_bytes(mesh))
     cp = out / STATE_DIR / "classes" / f"{job.cls}.json"
     if not cp.is_file():
         fine, desc = class_mesh(settings, job.cls)

@@ -106,10 +106,28 @@ def frame(normal: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return t1, np.cross(n, t1)
 
 
+def exposed_faces(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(F,) bool: faces whose outward normal ray escapes the object (cached per mesh).
+
+    Defects go where an inspector would see them: not on the inside wall of a vase."""
+    def build(m):
+        c = np.asarray(m.triangles_center)
+        n = np.asarray(m.face_normals)
+        eps = 1e-4 * diagonal(m)
+        t = ray_distance(m, c + n * eps, n)
+        return ~np.isfinite(t)
+    return _cached("exposed", mesh, build)
+
+
 def pick_surface_point(mesh: trimesh.Trimesh, rng: np.random.Generator,
                        weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """An area-weighted random point on the surface, its face normal and face index."""
-    p = mesh.area_faces if weights is None else mesh.area_faces * weights
+    """An area-weighted random point on the exposed surface (see exposed_faces), its face
+    normal and face index; `weights` multiply the choice probabilities."""
+    vis = exposed_faces(mesh)
+    p = mesh.area_faces * (vis if vis.any() else 1.0)
+    p = p if weights is None else p * weights
+    if p.sum() <= 0:
+        p = mesh.area_faces if weights is None else mesh.area_faces * weights
     fi = int(rng.choice(len(p), p=p / p.sum()))
     r = rng.random(2)
     if r.sum() > 1:

@@ -40,7 +40,13 @@ def label_points(points: np.ndarray, original_mesh: trimesh.Trimesh, result: Def
     points = np.asarray(points, dtype=np.float64)
     if result is None:
         return np.zeros(len(points), np.uint8)
-    lab = distance_to_surface(points, original_mesh) > tau
+    lab = np.zeros(len(points), bool)
+    near = np.ones(len(points), bool)
+    if result.changed_bounds is not None:  # the rest lies on untouched surface: distance 0
+        lo, hi = np.asarray(result.changed_bounds, dtype=np.float64)
+        pad = 2 * tau + 1e-6
+        near = np.all((points >= lo - pad) & (points <= hi + pad), axis=1)
+    lab[near] = distance_to_surface(points[near], original_mesh) > tau
     if result.removal and result.rim_points is not None and len(result.rim_points):
         d, _ = cKDTree(np.asarray(result.rim_points, dtype=np.float64)).query(
             points, k=1, distance_upper_bound=rim_distance)

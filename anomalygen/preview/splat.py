@@ -36,8 +36,9 @@ def view_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
 
 
-def estimate_normals(points: np.ndarray, radius: float, k: int = 12) -> np.ndarray:
-    """Normals from local PCA; a small radius keeps the two faces of a thin wall apart."""
+def estimate_normals(points: np.ndarray, radius: float, k: int = 40) -> np.ndarray:
+    """Normals from local PCA over a neighbourhood wide compared with a thin wall's thickness
+    (two parallel walls in one small neighbourhood would tilt the PCA normal sideways)."""
     import open3d as o3d
 
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
@@ -46,6 +47,7 @@ def estimate_normals(points: np.ndarray, radius: float, k: int = 12) -> np.ndarr
 
 
 def point_spacing(points: np.ndarray, rng: np.random.Generator | None = None) -> float:
+    """Median nearest-neighbour distance (about half the mean spacing of a uniform sample)."""
     from scipy.spatial import cKDTree
 
     rng = rng or np.random.default_rng(0)
@@ -65,7 +67,7 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     center = pts.mean(0) if center is None else center
     extent = float(np.linalg.norm(pts.max(0) - pts.min(0))) if extent is None else extent
     spacing = point_spacing(pts) if spacing is None else spacing
-    normals = estimate_normals(pts, 2.2 * spacing) if normals is None else normals
+    normals = estimate_normals(pts, 12.0 * spacing) if normals is None else normals
     R = look_rotation(direction)
     cam = (pts - center) @ R.T
     n = normals @ R.T
@@ -77,7 +79,7 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     scale = size * 0.92 / extent
     px = cam[:, 0] * scale + size / 2
     py = size / 2 - cam[:, 1] * scale
-    r = int(np.clip(np.ceil(0.75 * spacing * scale), 1, 6))
+    r = int(np.clip(np.ceil(1.4 * spacing * scale), 1, 8))
     oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
     disk = ox ** 2 + oy ** 2 <= r * r + r
     ox, oy = ox[disk], oy[disk]

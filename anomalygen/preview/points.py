@@ -1,0 +1,102 @@
+"""`anomalygen preview DIR` for point-cloud datasets (Anomaly-ShapeNet, Real3D-AD layouts).
+
+One PNG contact sheet per class: a row per sample (a mix of defect types and normals),
+three views per row. For an anomalous sample the first view looks straight at the
+defect (from the object's centre toward the anomalous points' centroid), so the
+defect is in sight; anomalous points are red. Rendering: anomalygen.preview.splat.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..errors import AnomalygenError
+from ..io import GOOD, open_dataset
+from ..io.atomic import atomic_path
+from .splat import estimate_normals, point_spacing, render, view_direction
+
+TILE = 240
+LABEL_H = 16
+
+
+def _pick(refs, per_class: int, rng: np.random.Generator):
+    """Round-robin over defect types (shuffled within each), normals last, `per_class` in all."""
+    groups: dict[str, list] = {}
+    for r in refs:
+        groups.setdefault(r.defect, []).append(r)
+    kinds = sorted(k for k in groups if k != GOOD) + ([GOOD] if GOOD in groups else [])
+    for k in kinds:
+        groups[k] = [groups[k][i] for i in rng.permutation(len(groups[k]))]
+    out, i = [], 0
+    while len(out) < per_class and any(groups[k] for k in kinds):
+        k = kinds[i % len(kinds)]
+        if groups[k]:
+            out.append(groups[k].pop(0))
+        i += 1
+    return out
+
+
+def sample_views(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> list[np.ndarray]:
+    """Three renders of one sample; the first faces the anomaly when there is one."""
+    pts = np.asarray(points, np.float64)
+    lab = np.asarray(labels).astype(bool)
+    center = (pts.max(0) + pts.min(0)) / 2
+    extent = float(np.linalg.norm(pts.max(0) - pts.min(0)))
+    spacing = point_spacing(pts)
+    normals = estimate_normals(pts, 12.0 * spacing)
+    if lab.any():
+        d = pts[lab].mean(0) - center
+        d = d / (np.linalg.norm(d) + 1e-12) if np.linalg.norm(d) > 1e-6 else view_direction(30, 25)
+        d = d + np.array([0, 0, 0.25])  # a little from above reads better
+        az = np.rad2deg(np.arctan2(d[1], d[0]))
+        dirs = [d, view_direction(az + 70, 30), view_direction(az + 180, 20)]
+    else:
+        dirs = [view_direction(30, 25), view_direction(150, 25), view_direction(270, 60)]
+    return [render(pts, lab, v, size, normals=normals, center=center, extent=extent, spacing=spacing) for v in dirs]
+
+
+def class_sheet(refs, size: int = TILE) -> Image.Image:
+    rows = []
+    for ref in refs:
+        s = ref.load()
+        tiles = sample_views(s.points, s.labels, size)
+        row = Image.fromarray(np.concatenate(tiles, axis=1))
+        canvas = Image.new("RGB", (row.width, row.height + LABEL_H), "white")
+        canvas.paste(row, (0, LABEL_H))
+        text = f"{s.split}/{s.name}  {s.defect}  {len(s.points)} pts"
+        if s.anomalous:
+            text += f"  ratio {s.anomaly_ratio:.3f}"
+        ImageDraw.Draw(canvas).text((4, 2), text, fill=(0, 0, 0))
+        rows.append(canvas)
+    sheet = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        sheet.paste(r, (0, y))
+        y += r.height
+    return sheet
+
+
+def preview_point_dataset(directory: Path, out: Path, classes: list[str] | None = None, per_class: int = 8,
+                          seed: int = 0) -> list[Path]:
+    """Write `<out>/<class>.png` for each class; returns the paths."""
+    ds = open_dataset(directory)
+    have = ds.classes()
+    classes = classes or have
+    bad = [c for c in classes if c not in have]
+    if bad:
+        raise AnomalygenError(f"no class {', '.join(bad)} in {directory}; classes: {', '.join(have)}")
+    if per_class < 1:
+        raise AnomalygenError("--per-class must be at least 1")
+    out = Path(out)
+    paths = []
+    for cls in classes:
+        refs = _pick(ds.samples(cls), per_class, np.random.default_rng([seed, len(paths)]))
+        if not refs:
+            continue
+        with atomic_path(out / f"{cls}.png") as tmp:
+            class_sheet(refs).save(tmp)
+        paths.append(out / f"{cls}.png")
+    return paths
