@@ -101,6 +101,16 @@ def test_removal_removes_surface_and_reports_its_rim(results, cup, defect):
     gone = dist_to(res.mesh, v0) > TAU
     assert gone.sum() >= 3
     assert res.mesh.area < cup.area + 0.5 * cup.area  # no explosion of new surface
+    # the rim is complete: every result vertex where kept original surface meets new cut
+    # surface (derived here from the meshes alone) has a reported rim point next to it
+    v = np.asarray(res.mesh.vertices)
+    on = dist_to(cup, v) < 1e-6
+    f = np.asarray(res.mesh.faces)
+    mixed = on[f].any(1) & ~on[f].all(1)
+    border = np.unique(f[mixed][on[f[mixed]]])
+    assert len(border) >= 8
+    gap = np.sqrt(((v[border][:, None, :] - rim[None]) ** 2).sum(-1)).min(1)
+    assert gap.max() < RIM / 4, f"{defect}: part of the cut's rim has no rim point (gap {gap.max():.4f})"
 
 
 def test_hole_goes_through_the_thin_wall(results, cup):
