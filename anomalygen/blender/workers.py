@@ -112,6 +112,7 @@ class Worker:
         self.starts = 0
         self.info: dict = {}
         self._lines: queue.Queue = queue.Queue()
+        self.eof = False
 
     # -- lifecycle
     def start(self) -> None:
@@ -141,7 +142,8 @@ class Worker:
         lines.put(None)   # EOF: the process is gone
 
     def _read(self, timeout: float) -> dict | None:
-        """Next reply, or None on EOF/timeout."""
+        """Next reply, or None on EOF/timeout (`self.eof` tells which)."""
+        self.eof = False
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -152,6 +154,7 @@ class Worker:
             except queue.Empty:
                 return None
             if line is None:
+                self.eof = True
                 return None
             try:
                 return json.loads(line)
@@ -211,6 +214,11 @@ class Worker:
         reply = self._read(timeout)
         if reply is not None:
             return reply, "", ""
+        if self.eof:   # the reply pipe closed: the process is dying (Blender's crash handler runs first)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._kill()
         if self.proc.poll() is None:
             self._kill()
             reason = f"timed out after {timeout:g} s"
@@ -218,6 +226,8 @@ class Worker:
             code = self.proc.returncode
             reason = f"Blender process died (exit status {code}{', signal ' + str(-code) if code < 0 else ''})"
         log = _tail(self.log_path, start)
+        for crash in sorted(self.tmp.glob("*.crash.txt")) if self.tmp else []:   # Blender's own crash report
+            log += f"\n--- {crash.name} ---\n" + _tail(crash)
         self.stop()
         return None, reason, log
 
