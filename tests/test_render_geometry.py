@@ -51,7 +51,7 @@ def test_rendered_defect_has_gt_where_depth_changed_and_seed_reproduces():
     normal, bad, _, rec2, gt = render_scene("peach", cfg, np.random.default_rng(5), "concavity")
     dz = bad.xyz[..., 2] - normal.xyz[..., 2]
     tau = cfg.gt_tau * rec2["object_size"]
-    assert gt.sum() >= cfg.min_gt_pixels and (dz[gt.astype(bool)] > tau).all()  # a dent: farther from the camera
+    assert gt.sum() >= cfg.min_gt_pixels * (64 / 256) ** 2 and (dz[gt.astype(bool)] > tau).all()  # a dent: farther from the camera
     assert (np.abs(dz[~gt.astype(bool)]) <= tau).all()                          # nothing else moved by more
     assert np.array_equal(a.xyz, b.xyz) and np.array_equal(a.rgb, b.rgb) and np.array_equal(a.mask, b.mask)
     assert a.mask.any() and good.mask.sum() == 0
@@ -85,7 +85,7 @@ def test_mesh_engine_hole_gt_covers_the_missing_material():
     cfg = RenderConfig.from_recipe({**load_recipe("render-mvtec3d"), "size": 96})
     assert cfg.engine() == "mesh"
     normal, bad, _, rec, gt = render_scene("bowl0", cfg, np.random.default_rng(3), "hole")
-    assert rec["defect_engine"] == "mesh" and gt.sum() >= cfg.min_gt_pixels
+    assert rec["defect_engine"] == "mesh" and gt.sum() >= cfg.min_gt_pixels * (96 / 256) ** 2
     changed = np.abs(bad.xyz[..., 2] - normal.xyz[..., 2]) > 1e-4
     # every pixel whose surface changed visibly is labeled (material removed or the cut's walls) ...
     assert changed.any() and (changed & ~gt.astype(bool)).sum() <= 0.05 * changed.sum()

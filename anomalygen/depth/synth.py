@@ -29,7 +29,7 @@ from scipy.signal import fftconvolve
 
 from ..errors import AnomalygenError
 from ..recipes import require
-from .kernels import kernel_radius, skew_normal_kernel, ternary_mask
+from .kernels import skew_normal_kernel, ternary_mask
 from .perlin import perlin_grid_np, random_permutation
 
 FFT_EPS = 1e-5  # float32 FFT round-off below this (Delta_Z is in [-1, 1]) is zeroed: the exact convolution is 0 there

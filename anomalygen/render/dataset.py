@@ -131,11 +131,11 @@ def render_scene(cls: str, cfg: RenderConfig, rng: np.random.Generator, defect: 
             lab[obj] = labeler(bad.xyz[obj].astype(np.float64))
             vanished = (normal.geometry == 0) & (bad.geometry != 0)
             gt = (lab.astype(bool) | vanished).astype(np.uint8)
-        if gt.sum() >= cfg.min_gt_pixels:
+        if gt.sum() >= cfg.min_gt_pixels * cfg.size ** 2 / 256 ** 2:
             record.update(defect_params=params, defect_engine=engine, tries=tries)
             return normal, bad, (obj_albedo, bg_albedo), record, gt
     raise AnomalygenError(f"{cls}: no visible {defect} after {cfg.max_tries} draws (needs >= {cfg.min_gt_pixels} "
-                          "gt pixels); raise max_tries or the image size")
+                          "gt pixels at 256 x 256); raise max_tries or lower min_gt_pixels")
 
 
 def defect_gt(normal: Render, bad: Render, tau: float) -> np.ndarray:
