@@ -44,6 +44,9 @@ def test_btf_points_detects_large_bulges_and_localizes_them(point_data, tmp_path
     p_auroc = point_auroc([s.labels for s in test], [r[1] for r in res])
     assert i_auroc >= 0.9, i_auroc  # bound: well above chance on large bulges (measured 1.0)
     assert p_auroc >= 0.8, p_auroc  # measured 0.96
+    # fitting again gives the same bank (seeded coreset, FPS from point 0): runs reproduce
+    again = get_detector("btf")(FAST_POINTS, device="cpu").fit(train)
+    assert again.score(test[0])[0] == res[0][0]
     # save/load gives the same detector: identical scores
     back = Detector.load(det.save(tmp_path / "m"), device="cpu")
     s2, m2 = back.score(test[-1])
