@@ -150,6 +150,10 @@ def _grid_geometry(xs_key: bytes, ys_key: bytes, rx: float, ry: float, base: int
     rp[rrun, pos] = R
     flat = rrun * pmax + pos
     rows = slice(int(flat[0]), int(flat[0]) + h) if flat[-1] - flat[0] == h - 1 else flat
+    clens = np.diff(np.append(cs, w))
+    if (clens == clens[0]).all():  # equal column cells: broadcast per cell instead of gathering per column
+        crun = None
+        ca, cb = ca.reshape(4, len(cs), int(clens[0])), cb.reshape(4, len(cs), int(clens[0]))
     geo = (i[cs], ii[cs], j[rs][:, None], jj[rs][:, None], crun, ca, cb, rp, rows)
     for a in geo:
         if isinstance(a, np.ndarray):
@@ -178,7 +182,10 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
     # corner gradients as (row cells, [x, y of corner aa, x, y of corner ab], column cells), same for ba, bb
     g_a = GRAD2[hash2[np.stack([a + rj, a + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
     g_b = GRAD2[hash2[np.stack([b + rj, b + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
-    S = g_a[:, :, crun] * ca + g_b[:, :, crun] * cb          # (row cells, 4, W)
+    if crun is None:
+        S = (g_a[..., None] * ca + g_b[..., None] * cb).reshape(n_r, 4, len(xs))
+    else:
+        S = g_a[:, :, crun] * ca + g_b[:, :, crun] * cb      # (row cells, 4, W)
     out = np.matmul(rp, S).reshape(-1, len(xs))              # (row cells * rows in cell, W)
     return out[rows] if isinstance(rows, slice) else np.take(out, rows, axis=0)
 
