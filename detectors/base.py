@@ -82,8 +82,18 @@ class Detector:
         return float(s), np.asarray(amap, dtype=np.float32)
 
     def score_batch(self, samples: Sequence[Sample]) -> list[tuple[float, np.ndarray]]:
-        """Score several samples; detectors that gain from batching override this."""
-        return [self.score(s) for s in samples]
+        """Score several samples at once (same results as score() one by one); detectors that gain
+        from batching implement _score_many."""
+        if not hasattr(self, "_score_many") or len(samples) <= 1:
+            return [self.score(s) for s in samples]
+        if not self.fitted:
+            raise AnomalygenError(f"{self.name}: score_batch() called before fit() or load()")
+        for s in samples:
+            if sample_kind(s) != self.kind:
+                raise AnomalygenError(f"{self.name} was fitted on {self.kind} but got a {sample_kind(s)} sample")
+        with torch.no_grad():
+            res = self._score_many(list(samples))
+        return [(float(s), np.asarray(m, dtype=np.float32)) for s, m in res]
 
     def save(self, directory: str | Path) -> Path:
         if not self.fitted:

@@ -51,7 +51,7 @@ class Meter:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
-    def time(self, fn, *args):
+    def time(self, fn, *args, count: int = 1):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t = time.perf_counter()
@@ -59,7 +59,7 @@ class Meter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - t
-        self.count += 1
+        self.count += count
         return out
 
     def result(self) -> dict:

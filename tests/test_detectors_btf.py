@@ -44,6 +44,10 @@ def test_btf_points_detects_large_bulges_and_localizes_them(point_data, tmp_path
     p_auroc = point_auroc([s.labels for s in test], [r[1] for r in res])
     assert i_auroc >= 0.9, i_auroc  # bound: well above chance on large bulges (measured 1.0)
     assert p_auroc >= 0.8, p_auroc  # measured 0.96
+    # batched scoring (one bank search for several samples) equals scoring one by one
+    batched = det.score_batch(test[:3])
+    assert [b[0] for b in batched] == pytest.approx([r[0] for r in res[:3]])
+    assert all(np.allclose(b[1], r[1]) for b, r in zip(batched, res[:3]))
     # fitting again gives the same bank (seeded coreset, FPS from point 0): runs reproduce
     again = get_detector("btf")(FAST_POINTS, device="cpu").fit(train)
     assert again.score(test[0])[0] == res[0][0]
@@ -60,6 +64,9 @@ def test_btf_images_detects_and_localizes_bumps(image_data):
     assert all(m.shape == s.mask.shape for (_, m), s in zip(res, test))
     assert image_auroc([s.anomalous for s in test], [r[0] for r in res]) >= 0.9  # measured 1.0
     assert aupro([s.mask for s in test], [r[1] for r in res]) >= 0.8  # measured 0.997
+    batched = det.score_batch(test)
+    assert [b[0] for b in batched] == pytest.approx([r[0] for r in res])
+    assert all(np.allclose(b[1], r[1], atol=1e-5) for b, r in zip(batched, res))
 
 
 def test_btf_rejects_bad_settings_and_misuse(point_data, image_data):

@@ -36,10 +36,17 @@ def test_train_then_evaluate_points_writes_run_metrics_and_previews(pc, tmp_path
 
     r = run("evaluate", out, "--quiet")
     assert r.exit_code == 0, r.output
+    # a batched evaluation writes the same metrics (edit the run's recorded settings)
+    runj["run"]["batch_size"] = 4
+    (out / "run.json").write_text(json.dumps(runj))
+    r4 = run("evaluate", out, "--quiet", "--out", tmp_path / "b4")
+    assert r4.exit_code == 0, r4.output
+    b4 = json.loads((tmp_path / "b4" / "metrics.json").read_text())
     assert "| class | I-AUROC | point AUROC |" in r.output and "| **mean** |" in r.output
     m = json.loads((out / "metrics.json").read_text())
     rows = {row["task"]: row for row in m["rows"]}
     assert set(rows) == {"sphere0", "torus0"}
+    assert [r4["i_auroc"] for r4 in b4["rows"]] == pytest.approx([rows[t]["i_auroc"] for t in ("sphere0", "torus0")])
     assert rows["sphere0"]["i_auroc"] >= 0.9  # large bulges on spheres: well above chance
     for row in m["rows"]:
         assert row["samples"] == 6 and row["anomalous"] == 3

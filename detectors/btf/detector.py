@@ -140,22 +140,43 @@ class BTFDetector(Detector):
                                    self.cfg["seed"], self.cfg["reweight_k"])
 
     def _score(self, sample):
-        if isinstance(sample, PointSample):
-            points = np.asarray(sample.points, np.float32)
-            if len(points) == 0:
-                return 0.0, np.zeros(0, np.float32)
-            sub, feat = self._point_features(points)
-            obj, patch = self.bank.score(torch.from_numpy(feat).to(self.device))
-            dense = spread_to_points(torch.from_numpy(points).to(self.device), torch.from_numpy(sub).to(self.device),
-                                     patch, self.cfg["points"]["spread_k"])
-            return obj, dense.cpu().numpy()
-        assert isinstance(sample, ImageSample)
-        feat = self._image_features(sample.xyz).to(self.device)
-        obj, patch = self.bank.score(feat)
-        g = self.cfg["images"]["feature_grid"]
-        size = tuple(sample.xyz.shape[:2])
-        amap = spread_to_pixels(patch.reshape(g, g), size, scaled_sigma(self.cfg["images"]["blur_sigma"], size))
-        return obj, amap.cpu().numpy()
+        return self._score_many([sample])[0]
+
+    def _score_many(self, samples):
+        """Features per sample (open3d, CPU), then ONE memory-bank search for all their patches."""
+        feats, subs = [], []
+        for s in samples:
+            if isinstance(s, PointSample) and len(s.points) == 0:
+                subs.append(np.zeros((0, 3), np.float32))
+                feats.append(torch.zeros(0, FPFH_DIM))
+            elif isinstance(s, PointSample):
+                sub, f = self._point_features(np.asarray(s.points, np.float32))
+                subs.append(sub)
+                feats.append(torch.from_numpy(f))
+            else:
+                assert isinstance(s, ImageSample)
+                feats.append(self._image_features(s.xyz))
+        allf = torch.cat(feats).to(self.device)
+        dist, nn_idx = self.bank.patch_scores(allf)
+        out, start = [], 0
+        for i, s in enumerate(samples):
+            n = len(feats[i])
+            f, d, j = allf[start:start + n], dist[start:start + n], nn_idx[start:start + n]
+            start += n
+            if n == 0:
+                out.append((0.0, np.zeros(len(s.points), np.float32)))
+                continue
+            obj = self.bank.object_score(f, d, j)
+            if isinstance(s, PointSample):
+                pts = torch.as_tensor(np.asarray(s.points, np.float32), device=self.device)
+                dense = spread_to_points(pts, torch.from_numpy(subs[i]).to(self.device), d, self.cfg["points"]["spread_k"])
+                out.append((obj, dense.cpu().numpy()))
+            else:
+                g = self.cfg["images"]["feature_grid"]
+                size = tuple(s.xyz.shape[:2])
+                amap = spread_to_pixels(d.reshape(g, g), size, scaled_sigma(self.cfg["images"]["blur_sigma"], size))
+                out.append((obj, amap.cpu().numpy()))
+        return out
 
     def _save_state(self, directory: Path) -> dict:
         self.bank.save(directory / "memory_bank.npy")
