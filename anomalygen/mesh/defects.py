@@ -280,7 +280,7 @@ def _noisy_sphere(rng: np.random.Generator, roughness: float, subdiv: int):
 
     ico = trimesh.creation.icosphere(subdivisions=subdiv)
     d = ico.vertices
-    k = rng.normal(size=(6, 3)) * rng.uniform(1.5, 4.0, size=(6, 1))
+    k = rng.normal(size=(6, 3)) * rng.uniform(2.0, 6.0, size=(6, 1))
     ph = rng.uniform(0, 2 * np.pi, size=6)
     amp = rng.uniform(0.5, 1.0, size=6)
     noise = (np.sin(d @ k.T + ph) * amp).sum(1) / amp.sum()

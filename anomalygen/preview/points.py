@@ -48,14 +48,38 @@ def sample_views(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> li
     spacing = point_spacing(pts)
     normals = estimate_normals(pts, 12.0 * spacing)
     if lab.any():
-        d = pts[lab].mean(0) - center
-        d = d / (np.linalg.norm(d) + 1e-12) if np.linalg.norm(d) > 1e-6 else view_direction(30, 25)
-        d = d + np.array([0, 0, 0.25])  # a little from above reads better
+        d = best_view(pts, lab, center, extent)
         az = np.rad2deg(np.arctan2(d[1], d[0]))
         dirs = [d, view_direction(az + 70, 30), view_direction(az + 180, 20)]
     else:
         dirs = [view_direction(30, 25), view_direction(150, 25), view_direction(270, 60)]
     return [render(pts, lab, v, size, normals=normals, center=center, extent=extent, spacing=spacing) for v in dirs]
+
+
+CANDIDATES = np.array([view_direction(az, el) for el in (-35, 0, 35, 70) for az in range(0, 360, 45)]
+                      + [view_direction(0, 90), view_direction(0, -90)])
+
+
+def best_view(pts: np.ndarray, lab: np.ndarray, center: np.ndarray, extent: float, size: int = 64) -> np.ndarray:
+    """The candidate direction from which the most anomalous points win the z-buffer
+    (a coarse render per candidate), so the first view shows the defect, not its back."""
+    from .splat import look_rotation
+
+    best, best_n = CANDIDATES[0], -1.0
+    rel = pts - center
+    toward = rel[lab].mean(0)
+    toward = toward / (np.linalg.norm(toward) + 1e-12)
+    for d in CANDIDATES:
+        cam = rel @ look_rotation(d).T
+        px = np.clip((cam[:, 0] / extent + 0.5) * size, 0, size - 1).astype(np.int64)
+        py = np.clip((0.5 - cam[:, 1] / extent) * size, 0, size - 1).astype(np.int64)
+        pix = py * size + px
+        order = np.lexsort((-cam[:, 2], pix))
+        first = order[np.r_[True, pix[order][1:] != pix[order][:-1]]]
+        n = float(lab[first].sum()) + 1e-3 * float(d @ toward)  # ties: the side the defect is on
+        if n > best_n:
+            best, best_n = d, n
+    return best
 
 
 def class_sheet(refs, size: int = TILE) -> Image.Image:
