@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import RecipeError
+from ...errors import AnomalygenError, RecipeError
 from ...io.samples import ImageSample, PointSample
 from ..base import Detector
 from ..common.fpfh import FPFH_DIM, fpfh
@@ -34,7 +34,9 @@ DEFAULTS = {  # used only when a key is absent; recipes/detectors.yaml holds the
     "points": {"n_points": 2048, "normal_radius": 0.05, "feature_radius": 0.12, "normal_max_nn": 30,
                "feature_max_nn": 100, "spread_k": 1},
     "images": {"image_size": 224, "feature_grid": 56, "normal_radius": 0.02, "feature_radius": 0.05,
-               "normal_max_nn": 30, "feature_max_nn": 100, "blur_sigma": 4.0},
+               "normal_max_nn": 30, "feature_max_nn": 100, "blur_sigma": 4.0, "remove_background": True,
+               "background": {"border": 0.1, "plane_distance": 0.005, "ransac_iterations": 200, "dbscan_eps": 4.0,
+                              "dbscan_min_points": 10}},
 }
 
 
@@ -69,6 +71,13 @@ def _check(cfg: dict) -> dict:
         num(f"{kind}.normal_radius", 1e-9, 10.0)
         num(f"{kind}.feature_radius", 1e-9, 10.0)
     num("images.blur_sigma", 0.0, 100.0)
+    if not isinstance(cfg["images"]["remove_background"], bool):
+        raise RecipeError("btf.images.remove_background must be true or false")
+    num("images.background.border", 0.01, 0.5)
+    num("images.background.plane_distance", 0.0, 10.0)
+    num("images.background.ransac_iterations", 1, 100000, int)
+    num("images.background.dbscan_eps", 0.1, 1000.0)
+    num("images.background.dbscan_min_points", 1, 100000, int)
     if cfg["images"]["feature_grid"] > cfg["images"]["image_size"]:
         raise RecipeError("btf.images.feature_grid must not exceed btf.images.image_size")
     return cfg
@@ -105,12 +114,28 @@ class BTFDetector(Detector):
         rn, rf = self._radii(p)
         return sub, fpfh(sub, rn, rf, p["normal_max_nn"], p["feature_max_nn"])
 
-    def _image_features(self, xyz: np.ndarray) -> torch.Tensor:
-        """(G*G, 33) patch features of an organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
+    def _prepare_xyz(self, xyz: np.ndarray) -> np.ndarray:
+        """xyz resized (nearest) to image_size^2, background zeroed as BTF preprocesses MVTec 3D-AD:
+        RANSAC plane on the border pixels, points within plane_distance dropped, largest DBSCAN
+        cluster kept (anomalygen.depth.preprocess.remove_background, seeded, deterministic)."""
+        c = self.cfg["images"]
+        s = c["image_size"]
+        t = torch.as_tensor(np.asarray(xyz), dtype=torch.float32).permute(2, 0, 1)[None]
+        small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy().copy()
+        if c["remove_background"] and np.any(small != 0):
+            try:
+                from ...depth.preprocess import BackgroundConfig, remove_background
+            except ImportError:
+                raise AnomalygenError("background removal needs anomalygen.depth, absent from this build; "
+                                      "set btf.images.remove_background=false") from None
+            fg = remove_background(small, BackgroundConfig(**c["background"]), np.random.default_rng(self.cfg["seed"]))
+            small[~fg] = 0
+        return small
+
+    def _image_features(self, small: np.ndarray) -> torch.Tensor:
+        """(G*G, 33) patch features of a prepared organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
         c = self.cfg["images"]
         s, g = c["image_size"], c["feature_grid"]
-        t = torch.as_tensor(xyz, dtype=torch.float32).permute(2, 0, 1)[None]
-        small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy()
         valid = np.any(small != 0, axis=-1)
         grid = np.zeros((s, s, FPFH_DIM), np.float32)
         if valid.sum() >= 3:
@@ -125,16 +150,18 @@ class BTFDetector(Detector):
     # -- interface ---------------------------------------------------------------------
     def _fit(self, samples, progress) -> None:
         if self.kind == "points":
-            diags = [_diag(np.asarray(s.points)) for s in samples]
+            clouds = [np.asarray(s.points, np.float32) for s in samples]
+            diags = [_diag(p) for p in clouds]
         else:
-            diags = [_diag(np.asarray(s.xyz)[s.valid]) for s in samples]
+            clouds = [self._prepare_xyz(s.xyz) for s in progress(samples, desc="preprocess")]
+            diags = [_diag(x[np.any(x != 0, axis=-1)]) for x in clouds]
         self.scale = float(np.median(diags)) or 1.0
         feats = []
-        for s in progress(samples, desc="features"):
+        for x in progress(clouds, desc="features"):
             if self.kind == "points":
-                feats.append(torch.from_numpy(self._point_features(np.asarray(s.points, np.float32))[1]))
+                feats.append(torch.from_numpy(self._point_features(x)[1]))
             else:
-                feats.append(self._image_features(s.xyz))
+                feats.append(self._image_features(x))
         feats = torch.cat(feats).to(self.device)
         self.bank = MemoryBank.fit(feats, self.cfg["coreset_fraction"], self.cfg["projection_dim"],
                                    self.cfg["seed"], self.cfg["reweight_k"])
@@ -155,7 +182,7 @@ class BTFDetector(Detector):
                 feats.append(torch.from_numpy(f))
             else:
                 assert isinstance(s, ImageSample)
-                feats.append(self._image_features(s.xyz))
+                feats.append(self._image_features(self._prepare_xyz(s.xyz)))
         allf = torch.cat(feats).to(self.device)
         dist, nn_idx = self.bank.patch_scores(allf)
         out, start = [], 0
