@@ -70,3 +70,14 @@ def test_grid_helpers_equal_pnoise2_with_octaves(octaves):
     got = perlin_grid_torch(2, (20, 28), [res, res], octaves=octaves, offset=[off, off]).numpy()
     np.testing.assert_allclose(got[0], ref, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got[1], ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("res,offset", [((8, 2), (0.0, 0.0)), ((2, 8), (0.0, 0.0)), ((3, 5), (0.3, 0.7))],
+                         ids=["rows-first", "equal-column-cells", "unequal-cells"])
+def test_every_grid_evaluation_order_equals_pnoise2(res, offset):
+    """The separable grid picks its contraction order by cell layout; each order must be pnoise2."""
+    h, w = 32, 40
+    ys = (np.arange(h) * res[0] / h + offset[0]).astype(np.float32)[:, None] * np.ones((1, w))
+    xs = (np.arange(w) * res[1] / w + offset[1]).astype(np.float32)[None, :] * np.ones((h, 1))
+    perm_free = _reference(xs, ys)
+    np.testing.assert_allclose(perlin_grid_np((h, w), res, offset=offset), perm_free, atol=1e-5, rtol=0)

@@ -151,10 +151,19 @@ def _grid_geometry(xs_key: bytes, ys_key: bytes, rx: float, ry: float, base: int
     flat = rrun * pmax + pos
     rows = slice(int(flat[0]), int(flat[0]) + h) if flat[-1] - flat[0] == h - 1 else flat
     clens = np.diff(np.append(cs, w))
+    flip = None
     if (clens == clens[0]).all():  # equal column cells: broadcast per cell instead of gathering per column
         crun = None
-        ca, cb = ca.reshape(4, len(cs), int(clens[0])), cb.reshape(4, len(cs), int(clens[0]))
-    geo = (i[cs], ii[cs], j[rs][:, None], jj[rs][:, None], crun, ca, cb, rp, rows)
+        nb, pc = len(cs), int(clens[0])
+        ca, cb = ca.reshape(4, nb, pc), cb.reshape(4, nb, pc)
+        if (lens == lens[0]).all() and len(rs) > nb:
+            # more row cells than column cells: contract over rows first (work ~ H x column cells)
+            na, pr = len(rs), int(lens[0])
+            al = lambda m: np.ascontiguousarray(m.reshape(4, na, pr).transpose(1, 0, 2)[:, :, None, :])  # noqa: E731
+            ra, rb = al(R.T[[0, 1, 0, 1]]), al(R.T[[2, 3, 2, 3]])                 # (na, 4, 1, pr)
+            cols = np.stack([c0, c1, c2, c3]).reshape(4, nb, pc).transpose(1, 0, 2).copy()  # (nb, 4, pc)
+            flip = (ra, rb, cols)
+    geo = (i[cs], ii[cs], j[rs][:, None], jj[rs][:, None], crun, ca, cb, rp, rows, flip)
     for a in geo:
         if isinstance(a, np.ndarray):
             a.flags.writeable = False
@@ -174,14 +183,21 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
     """
     xs = np.ascontiguousarray(xs, np.float32)
     ys = np.ascontiguousarray(ys, np.float32)
-    ci, cii, rj, rjj, crun, ca, cb, rp, rows = _grid_geometry(xs.tobytes(), ys.tobytes(), float(rx), float(ry),
-                                                               int(base))
+    ci, cii, rj, rjj, crun, ca, cb, rp, rows, flip = _grid_geometry(xs.tobytes(), ys.tobytes(), float(rx), float(ry),
+                                                                     int(base))
     a, b = table[ci], table[cii]                             # per column cell
     hash2 = table[table] & 15                                # h = PERM[PERM[k]] & 15 for every k
     n_r, n_c = len(rj), len(ci)
     # corner gradients as (row cells, [x, y of corner aa, x, y of corner ab], column cells), same for ba, bb
     g_a = GRAD2[hash2[np.stack([a + rj, a + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
     g_b = GRAD2[hash2[np.stack([b + rj, b + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
+    if flip is not None:  # T[row, k, column cell] first, then one 4-term dot per pixel along columns
+        ra, rb, cols = flip
+        g_1 = np.concatenate([g_a[:, :2], g_b[:, :2]], 1)   # [aa_x, aa_y, ba_x, ba_y]
+        g_2 = np.concatenate([g_a[:, 2:], g_b[:, 2:]], 1)   # [ab_x, ab_y, bb_x, bb_y]
+        T = g_1[..., None] * ra + g_2[..., None] * rb        # (row cells, 4, column cells, rows in cell)
+        T = T.transpose(2, 0, 3, 1).reshape(n_c, len(ys), 4)
+        return np.matmul(T, cols).transpose(1, 0, 2).reshape(len(ys), len(xs))
     if crun is None:
         S = (g_a[..., None] * ca + g_b[..., None] * cb).reshape(n_r, 4, len(xs))
     else:
