@@ -82,3 +82,17 @@ def test_btf_rejects_bad_settings_and_misuse(point_data, image_data):
     det.fit([r.load() for r in point_data.samples("sphere0", "train")[:2]])
     with pytest.raises(AnomalygenError, match="fitted on points"):
         det.score(image_data.samples("dome", "test")[0].load())
+
+
+def test_btf_images_removes_the_background_plane_like_btf():
+    from anomalygen.detectors.toydata import toy_depth_scan
+
+    xyz, _, _ = toy_depth_scan(48, np.random.default_rng(3))
+    det = get_detector("btf")(FAST_IMAGES, device="cpu")
+    kept = np.any(det._prepare_xyz(xyz) != 0, axis=-1)
+    lin = np.linspace(-0.3, 0.3, 48)
+    r = np.hypot(*np.meshgrid(lin, lin))
+    assert kept[r < 0.12].all()  # the dome (radius 0.2, raised above the plane) stays
+    assert not kept[r > 0.2].any()  # the plane around it goes
+    off = get_detector("btf")({**FAST_IMAGES, "images": {**FAST_IMAGES["images"], "remove_background": False}}, "cpu")
+    np.testing.assert_array_equal(np.any(off._prepare_xyz(xyz) != 0, axis=-1), np.any(xyz != 0, axis=-1))
