@@ -188,9 +188,9 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
     a, b = table[ci], table[cii]                             # per column cell
     hash2 = table[table] & 15                                # h = PERM[PERM[k]] & 15 for every k
     n_r, n_c = len(rj), len(ci)
-    # corner gradients as (row cells, [x, y of corner aa, x, y of corner ab], column cells), same for ba, bb
-    g_a = GRAD2[hash2[np.stack([a + rj, a + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
-    g_b = GRAD2[hash2[np.stack([b + rj, b + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 4, n_c)
+    # corner gradients (row cells, [x, y of aa, x, y of ab, x, y of ba, x, y of bb], column cells)
+    g = GRAD2[hash2[np.stack([a + rj, a + rjj, b + rj, b + rjj], 1)]].transpose(0, 1, 3, 2).reshape(n_r, 8, n_c)
+    g_a, g_b = g[:, :4], g[:, 4:]
     if flip is not None:  # T[row, k, column cell] first, then one 4-term dot per pixel along columns
         ra, rb, cols = flip
         g_1 = np.concatenate([g_a[:, :2], g_b[:, :2]], 1)   # [aa_x, aa_y, ba_x, ba_y]
@@ -206,6 +206,16 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
     return out[rows] if isinstance(rows, slice) else np.take(out, rows, axis=0)
 
 
+@lru_cache(maxsize=512)
+def _grid_axes(h: int, w: int, res_r: float, res_c: float, off_r: float, off_c: float):
+    """Column and row coordinates (float32, read-only) of a noise image."""
+    ys = (np.arange(h, dtype=np.float64) * res_r / h + off_r).astype(np.float32)
+    xs = (np.arange(w, dtype=np.float64) * res_c / w + off_c).astype(np.float32)
+    xs.flags.writeable = False
+    ys.flags.writeable = False
+    return xs, ys
+
+
 def perlin_grid_np(shape: tuple[int, int], res: tuple[float, float], perm: np.ndarray | None = None,
                    octaves: int = 1, persistence: float = 0.5, lacunarity: float = 2.0,
                    offset: tuple[float, float] = (0.0, 0.0), base: int = 0) -> np.ndarray:
@@ -215,8 +225,7 @@ def perlin_grid_np(shape: tuple[int, int], res: tuple[float, float], perm: np.nd
     (float32 coordinates, repeat 1024), computed separably (see _noise2_grid).
     """
     h, w = shape
-    ys = (np.arange(h, dtype=np.float64) * res[0] / h + offset[0]).astype(np.float32)
-    xs = (np.arange(w, dtype=np.float64) * res[1] / w + offset[1]).astype(np.float32)
+    xs, ys = _grid_axes(int(h), int(w), float(res[0]), float(res[1]), float(offset[0]), float(offset[1]))
     table = permutation_table(perm, base)
     r = np.float32(1024)
     if octaves == 1:
