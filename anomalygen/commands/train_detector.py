@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..detectors import available_detectors
 from ..errors import AnomalygenError
 
 
@@ -21,7 +22,8 @@ def parse_overrides(items) -> dict:
 
 
 @click.command("train-detector")
-@click.option("--detector", "detector", required=True, help="Detector name (btf; see --list).")
+@click.option("--detector", "detector", required=True,
+              help=f"Detector to train: {', '.join(available_detectors())}. Its settings: the recipe section of that name.")
 @click.option("--data", required=True, type=click.Path(), help="Dataset folder (Anomaly-ShapeNet, Real3D-AD or MVTec 3D-AD layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create (models, run.json, metrics).")
 @click.option("--classes", default=None, help="Comma-separated classes (default: every class of --data).")
