@@ -70,8 +70,8 @@ def test_btf_images_detects_and_localizes_bumps(image_data):
 
 
 def test_btf_rejects_bad_settings_and_misuse(point_data, image_data):
-    with pytest.raises(RecipeError, match="coreset_fraction"):
-        get_detector("btf")({"coreset_fraction": 0}, device="cpu")
+    with pytest.raises(RecipeError, match="btf.points.coreset_fraction"):
+        get_detector("btf")({"points": {"coreset_fraction": 0}}, device="cpu")
     with pytest.raises(RecipeError, match="unknown setting btf.points.npoints"):
         get_detector("btf")({"points": {"npoints": 10}}, device="cpu")
     det = get_detector("btf")(FAST_POINTS, device="cpu")

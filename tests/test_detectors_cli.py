@@ -90,7 +90,7 @@ def test_zero_shot_trains_once_and_tests_each_class(pc, tmp_path):
     (["--detector", "nope"], "unknown detector 'nope'; available: btf"),
     (["--detector", "btf", "--classes", "chair9"], "class 'chair9' is not in"),
     (["--detector", "btf", "--train-class", "sphere0"], "needs both --train-class and --test-class"),
-    (["--detector", "btf", "--set", "btf.coreset_fraction=0"], "btf.coreset_fraction"),
+    (["--detector", "btf", "--set", "btf.points.coreset_fraction=0"], "btf.points.coreset_fraction = 0"),
     (["--detector", "btf", "--set", "btf.points.npoints=5"], "unknown setting btf.points.npoints"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(pc, tmp_path, args, message):

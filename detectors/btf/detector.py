@@ -30,10 +30,10 @@ from ..common.points import farthest_point_sample
 from ..common.spread import scaled_sigma, spread_to_pixels, spread_to_points
 
 DEFAULTS = {  # used only when a key is absent; recipes/detectors.yaml holds the shipped values
-    "seed": 0, "coreset_fraction": 0.25, "projection_dim": 128, "reweight_k": 3,
-    "points": {"n_points": 2048, "normal_radius": 0.05, "feature_radius": 0.12, "normal_max_nn": 30,
+    "seed": 0, "projection_dim": 128, "reweight_k": 3,
+    "points": {"coreset_fraction": 0.25, "n_points": 2048, "normal_radius": 0.05, "feature_radius": 0.12, "normal_max_nn": 30,
                "feature_max_nn": 100, "spread_k": 1},
-    "images": {"image_size": 224, "feature_grid": 56, "normal_radius": 0.02, "feature_radius": 0.05,
+    "images": {"coreset_fraction": 0.1, "image_size": 224, "feature_grid": 56, "normal_radius": 0.02, "feature_radius": 0.05,
                "normal_max_nn": 30, "feature_max_nn": 100, "blur_sigma": 4.0, "remove_background": True,
                "background": {"border": 0.1, "plane_distance": 0.005, "ransac_iterations": 200, "dbscan_eps": 4.0,
                               "dbscan_min_points": 10}},
@@ -59,7 +59,6 @@ def _check(cfg: dict) -> dict:
             node = node[p]
         if isinstance(node, bool) or not isinstance(node, kind) or not lo <= node <= hi:
             raise RecipeError(f"btf.{path} = {node!r}: expected {'an integer' if kind is int else 'a number'} in [{lo}, {hi}]")
-    num("coreset_fraction", 1e-6, 1.0)
     num("projection_dim", 0, 100000, int)
     num("reweight_k", 1, 1000, int)
     num("seed", 0, 2**63 - 1, int)
@@ -68,6 +67,7 @@ def _check(cfg: dict) -> dict:
     for k in ("image_size", "feature_grid", "normal_max_nn", "feature_max_nn"):
         num(f"images.{k}", 1, 10**5, int)
     for kind in ("points", "images"):
+        num(f"{kind}.coreset_fraction", 1e-6, 1.0)
         num(f"{kind}.normal_radius", 1e-9, 10.0)
         num(f"{kind}.feature_radius", 1e-9, 10.0)
     num("images.blur_sigma", 0.0, 100.0)
@@ -163,7 +163,7 @@ class BTFDetector(Detector):
             else:
                 feats.append(self._image_features(x))
         feats = torch.cat(feats).to(self.device)
-        self.bank = MemoryBank.fit(feats, self.cfg["coreset_fraction"], self.cfg["projection_dim"],
+        self.bank = MemoryBank.fit(feats, self.cfg[self.kind]["coreset_fraction"], self.cfg["projection_dim"],
                                    self.cfg["seed"], self.cfg["reweight_k"])
 
     def _score(self, sample):
