@@ -18,7 +18,7 @@ from anomalygen.preview.points import preview_point_dataset
 from anomalygen.recipes import load_recipe
 from anomalygen.validate import validate_dataset
 
-SMALL = {"dataset.points": [3000, 5000]}
+SMALL = {"dataset.points": [3000, 5000], "dataset.write_meshes": "all"}
 KW = dict(classes="eraser0,cup1", train_per_class=1, test_per_class=8)
 
 
@@ -129,6 +129,12 @@ def test_cli_build_prints_summary(tmp_path):
     r = CliRunner().invoke(cli, ["build-shapenet", "--out", str(out), "--classes", "1", "--train-per-class", "1",
                                  "--test-per-class", "2", "--defects", "hole", "--workers", "1"])
     assert r.exit_code == 0 and "3 reused" in r.output and "hole" in r.output
+    # the default recipe keeps one mesh per class: the normal object, watertight
+    objs = list((out / "obj").rglob("*.obj"))
+    assert [p.name for p in objs] == ["ashtray0_template0.obj"]
+    import trimesh
+
+    assert trimesh.load(objs[0], process=False).is_watertight
 
 
 def test_preview_sheets_show_red_anomalies(built, tmp_path):

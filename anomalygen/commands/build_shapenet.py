@@ -62,6 +62,9 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
                         test_per_class=test_per_class, defects=dlist, engine=engine,
                         workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
                         overwrite=overwrite, progress=bar)
+    for r in res.out_of_range:
+        click.echo(f"warning: {r.cls}/{r.name}: anomaly ratio {r.anomaly_ratio:.4f} outside {list(res.ratio_range)} "
+                   f"after {r.attempts} attempts", err=True)
     if not quiet:
         n = len(res.records)
         click.echo(res.table())

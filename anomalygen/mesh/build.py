@@ -69,7 +69,7 @@ class Settings:
     engine: str
     source: str | None
     binary: bool
-    write_meshes: bool
+    write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
 
 
 @dataclass
@@ -226,7 +226,7 @@ def run_job(args) -> Record:
     out = Path(out)
     sample, rec, mesh = make_sample(settings, job)
     asn.write_sample(out, sample, binary=settings.binary)
-    if settings.write_meshes and (job.split == "test" or job.index == 0):
+    if _writes_mesh(settings, job):
         write_bytes_atomic(out / "obj" / job.cls / f"{job.name}.obj", obj_bytes(mesh))
     cp = out / STATE_DIR / "classes" / f"{job.cls}.json"
     if not cp.is_file():
@@ -235,6 +235,14 @@ def run_job(args) -> Record:
                                           "area": round(float(fine.area), 6)}, sort_keys=True))
     write_text_atomic(record_path(out, job.cls, job.name), json.dumps(asdict(rec)))
     return rec
+
+
+def _writes_mesh(settings: Settings, job: Job) -> bool:
+    """obj/<class>/<name>.obj: the class's normal mesh (first template) always unless 'none';
+    every test sample's mesh (defective or not) with 'all'."""
+    if settings.write_meshes == "all":
+        return job.split == "test" or job.index == 0
+    return settings.write_meshes == "normal" and job.split == "train" and job.index == 0
 
 
 def _done(out: Path, job: Job, settings: Settings) -> Record | None:
@@ -246,7 +254,7 @@ def _done(out: Path, job: Job, settings: Settings) -> Record | None:
     need = [base / job.split / f"{job.name}.pcd"]
     if job.split == "test" and job.defect != GOOD:
         need.append(base / "GT" / f"{job.name}.txt")
-    if settings.write_meshes and (job.split == "test" or job.index == 0):
+    if _writes_mesh(settings, job):
         need.append(out / "obj" / job.cls / f"{job.name}.obj")
     if not all(p.is_file() for p in need):
         return None
@@ -265,6 +273,14 @@ class BuildResult:
     seconds: float
     reused: int
     manifest: Path
+
+    ratio_range: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def out_of_range(self) -> list[Record]:
+        """Anomalous samples whose ratio missed the recipe range after every retry."""
+        lo, hi = self.ratio_range
+        return [r for r in self.records if r.defect != GOOD and not lo <= r.anomaly_ratio <= hi]
 
     def table(self) -> str:
         """Per defect type: samples, points, anomaly ratio, attempts, time."""
@@ -320,8 +336,15 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
         engine=str(get_key(recipe, "engine") if engine is None else engine),
         source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
         binary=bool(get_key(recipe, "dataset.pcd_binary")),
-        write_meshes=bool(get_key(recipe, "dataset.write_meshes")),
+        write_meshes=_mesh_mode(get_key(recipe, "dataset.write_meshes")),
     )
+
+
+def _mesh_mode(v) -> str:
+    v = {True: "all", False: "none"}.get(v, v) if isinstance(v, bool) else str(v)
+    if v not in ("normal", "all", "none"):
+        raise AnomalygenError(f"recipe key 'dataset.write_meshes': {v!r}; use normal, all or none")
+    return v
 
 
 def fingerprint(settings: Settings, jobs: list[Job]) -> str:
@@ -376,7 +399,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
                 results[j] = rec
     records = [results[j] for j in jobs]
     manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects)
-    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest)
+    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio)
 
 
 def _worker_init():

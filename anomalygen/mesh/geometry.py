@@ -66,9 +66,24 @@ def _to_manifold(mesh: trimesh.Trimesh):
 
 
 def from_manifold(m) -> trimesh.Trimesh:
+    """trimesh of a Manifold, with manifold3d's split vertices merged back.
+
+    MeshGL keeps separate copies of a vertex where triangles of different origin meet
+    (after booleans) and lists them in merge_from_vert -> merge_to_vert; without applying
+    that map the mesh would not be watertight in trimesh's (index-based) sense."""
     mm = m.to_mesh()
-    return trimesh.Trimesh(np.asarray(mm.vert_properties)[:, :3].astype(np.float64),
-                           np.asarray(mm.tri_verts).astype(np.int64), process=False)
+    v = np.asarray(mm.vert_properties)[:, :3].astype(np.float64)
+    f = np.asarray(mm.tri_verts).astype(np.int64)
+    src = np.asarray(mm.merge_from_vert, dtype=np.int64)
+    if len(src):
+        remap = np.arange(len(v))
+        remap[src] = np.asarray(mm.merge_to_vert, dtype=np.int64)
+        f = remap[f]
+        used = np.unique(f)
+        new_index = np.full(len(v), -1, np.int64)
+        new_index[used] = np.arange(len(used))
+        v, f = v[used], new_index[f]
+    return trimesh.Trimesh(v, f, process=False)
 
 
 def face_origin(m) -> np.ndarray:

@@ -19,11 +19,16 @@ def refine(mesh: trimesh.Trimesh, max_edge: float) -> trimesh.Trimesh:
         return mesh.copy()
     try:
         m = g.to_manifold(mesh)
-        out = g.from_manifold(m.refine_to_length(float(max_edge)))
-        if out.edges_unique_length.max() <= max_edge * 1.001:
-            return g.canonical(out)
-        mesh = out
     except ValueError:
-        pass
+        m = None
+    if m is not None:
+        length = float(max_edge)
+        for _ in range(4):  # refine_to_length splits to *roughly* the length: tighten if needed
+            out = g.from_manifold(m.refine_to_length(length))
+            if out.edges_unique_length.max() <= max_edge * 1.001:
+                return g.canonical(out)
+            length *= 0.85
+        mesh = out
+    # exact linear subdivision; no vertex merging (coincident but distinct vertices stay apart)
     v, f = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=max_edge, max_iter=20)
-    return g.canonical(trimesh.Trimesh(v, f, process=True))
+    return g.canonical(trimesh.Trimesh(v, f, process=False))
