@@ -31,7 +31,7 @@ def test_build_with_blender_engine_matches_numpy_layout_and_validates(tmp_path):
     from anomalygen.recipes import load_recipe
     from anomalygen.validate import validate_dataset
 
-    recipe = load_recipe("anomaly-shapenet")
+    recipe = load_recipe("anomaly-shapenet", {"dataset.write_meshes": "all"})   # keep every sample's mesh
     kw = dict(classes="ashtray0", train_per_class=1, test_per_class=9, workers=1)   # 2 normal + all 7 defects
     b = build_dataset(tmp_path / "blender", recipe, engine="blender", **kw)
     n = build_dataset(tmp_path / "numpy", recipe, engine="numpy", **kw)
