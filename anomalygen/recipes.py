@@ -26,7 +26,7 @@ def builtin_recipes() -> dict[str, Path]:
 
 def recipe_path(name_or_path: str | os.PathLike) -> Path:
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file() or os.sep in str(name_or_path):
         if not p.is_file():
             raise RecipeError(f"recipe file {p} does not exist")
         return p
