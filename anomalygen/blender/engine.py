@@ -204,9 +204,12 @@ def _groove_job(mesh, p, rng, defect):
     job = {"center": c.tolist(), "normal": n.tolist(), "direction": t1.tolist(), "length": length,
            "depth": depth, "step": step, "waviness": math.radians(float(p["jitter_deg"]))}
     if defect == "scratch":
-        # a smooth V groove of half-width 0.75 w: its part deeper than tau is about w wide
-        job.update(width=0.75 * width, strokes=strokes, spacing=float(p.get("stroke_spacing", 2.5)) / 0.75,
-                   step=min(step, width))
+        # the numpy engine sizes `length` for a labeled band of about width + depth per stroke
+        # (box floor + walls); a smooth V groove deeper than tau over ~2/3 of its half-width
+        # needs a half-width of (width + depth) / 1.34 to label the same band
+        half = (width + depth) / 1.34
+        job.update(width=half, strokes=strokes, spacing=float(p.get("stroke_spacing", 2.5)) * width / half,
+                   step=min(step, half))
     else:
         job.update(width=width)
     return job
