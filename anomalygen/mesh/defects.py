@@ -356,7 +356,14 @@ def _groove(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: st
         depth = min(depth, 0.8 * thick)
     lateral = depth if defect in REMOVAL else 0.5 * depth
     total = _target_area(mesh, p) / (width + 2 * rim + 2 * lateral)
-    length = float(np.clip(total / strokes, 0.03 * D, float(p["max_length"]) * D))
+    max_len = float(p["max_length"]) * D
+    if total > strokes * max_len:  # too much for the drawn strokes at their longest
+        if defect in REMOVAL:  # a crack stays one line: widen it (at most x2)
+            width *= min(2.0, total / (strokes * max_len))
+            total = _target_area(mesh, p) / (width + 2 * rim + 2 * lateral)
+        else:  # scratches: more parallel strokes
+            strokes = int(min(6, np.ceil(total / max_len)))
+    length = float(np.clip(total / strokes, 0.03 * D, max_len))
     step = float(p["step"]) * D
     t1, t2 = g.frame(n, rng)
     boxes, paths = [], []
