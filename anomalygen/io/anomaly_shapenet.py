@@ -13,14 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import FormatError, LayoutError
-from ._paths import defect_from_stem, natural_key, subdirs
+from ..errors import LayoutError
+from ._point_layout import PointLayout
 from .atomic import write_bytes_atomic
-from .gt_txt import COMMA, read_gt_txt, write_gt_txt
-from .pcd import read_pcd_xyz, write_pcd
-from .samples import GOOD, Dataset, PointSample, SampleRef
+from .gt_txt import COMMA
+from .samples import GOOD, PointSample
 
 LAYOUT = "anomaly-shapenet"
 NORMAL_TEST = "positive"  # Anomaly-ShapeNet's word for a normal test sample
@@ -45,60 +42,32 @@ def sample_name(cls: str, split: str, index: int, defect: str = GOOD) -> str:
     return f"{index}_{NORMAL_TEST if defect == GOOD else defect}"
 
 
-def _load(ref: SampleRef) -> PointSample:
-    f = ref.files
-    if ref.anomalous:
-        if "gt" not in f:
-            raise FormatError(f"{f['pcd']}: anomalous sample has no GT file {ref.name}.txt")
-        points, labels = read_gt_txt(f["gt"], COMMA)
-        labels = labels.astype(np.uint8)
-    else:
-        points = read_pcd_xyz(f["pcd"])
-        labels = np.zeros(len(points), np.uint8)
-    return PointSample(points=points, labels=labels, cls=ref.cls, split=ref.split,
-                       defect=ref.defect, name=ref.name, path=f["pcd"])
-
-
-class AnomalyShapeNetDataset(Dataset):
+class AnomalyShapeNetDataset(PointLayout):
     layout = LAYOUT
+    gt_dir = "GT"
+    delimiter = COMMA
+    normal_test_word = NORMAL_TEST
 
     def __init__(self, root: str | os.PathLike):
         super().__init__(root)
-        self.pcd_root = pcd_root(root)
-        if not self.pcd_root.is_dir():
+        if not self.classes_root.is_dir():
             raise LayoutError(f"{root}: not a directory")
 
-    def classes(self) -> list[str]:
-        return [d.name for d in subdirs(self.pcd_root) if (d / "train").is_dir() or (d / "test").is_dir()]
+    @property
+    def classes_root(self) -> Path:
+        return pcd_root(self.root)
 
-    def _scan_class(self, cls: str) -> list[SampleRef]:
-        d = self.pcd_root / cls
-        refs = []
-        for split in ("train", "test"):
-            for p in sorted((d / split).glob("*.pcd"), key=natural_key):
-                defect = GOOD if split == "train" else defect_from_stem(p.stem)
-                defect = GOOD if defect == NORMAL_TEST else defect
-                files = {"pcd": p}
-                gt = d / "GT" / f"{p.stem}.txt"
-                if gt.is_file():
-                    files["gt"] = gt
-                refs.append(SampleRef(LAYOUT, cls, split, defect, p.stem, files, _load))
-        return refs
+    @property
+    def pcd_root(self) -> Path:
+        return self.classes_root
 
     def mesh_path(self, cls: str, name: str) -> Path:
         return Path(self.root) / "obj" / cls / f"{name}.obj"
 
 
 def write_sample(root: str | os.PathLike, sample: PointSample, *, binary: bool = False) -> dict[str, Path]:
-    """Write one sample: its .pcd, and for an anomalous sample its GT .txt (same points, same order)."""
-    if not sample.name:
-        raise ValueError("sample.name is required (see sample_name())")
-    base = Path(root) / "pcd" / sample.cls
-    pts = np.asarray(sample.points)
-    out = {"pcd": write_pcd(base / sample.split / f"{sample.name}.pcd", pts, binary=binary)}
-    if sample.split == "test" and sample.anomalous:
-        out["gt"] = write_gt_txt(base / "GT" / f"{sample.name}.txt", pts, sample.labels, COMMA)
-    return out
+    """Write one sample under root/pcd: its .pcd, and for an anomalous sample its GT .txt (same points, same order)."""
+    return AnomalyShapeNetDataset.write_sample(Path(root) / "pcd", sample, binary=binary)
 
 
 def write_mesh(root: str | os.PathLike, cls: str, name: str, mesh) -> Path:

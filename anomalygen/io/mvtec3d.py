@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import FormatError, LayoutError
+from ..errors import FormatError
 from ._paths import natural_key, subdirs
 from .atomic import atomic_path, write_text_atomic
 from .samples import GOOD, Dataset, ImageSample, SampleRef
@@ -70,11 +70,6 @@ def _load(ref: SampleRef) -> ImageSample:
 
 class MVTec3DDataset(Dataset):
     layout = LAYOUT
-
-    def __init__(self, root: str | os.PathLike):
-        super().__init__(root)
-        if not self.root.is_dir():
-            raise LayoutError(f"{root}: not a directory")
 
     def classes(self) -> list[str]:
         return [d.name for d in subdirs(self.root) if any((d / s).is_dir() for s in SPLITS)]

@@ -12,6 +12,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..errors import LayoutError
+
 GOOD = "good"  # our name for a normal sample's "defect" in every layout
 
 
@@ -98,6 +100,8 @@ class Dataset:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise LayoutError(f"{root}: not a directory")
         self._cache: dict[str, list[SampleRef]] = {}
 
     def classes(self) -> list[str]:
