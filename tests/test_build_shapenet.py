@@ -147,3 +147,14 @@ def test_preview_sheets_show_red_anomalies(built, tmp_path):
     assert red.sum() > 50  # anomalous points drawn red
     shape = (np.abs(img - 255).sum(-1) > 30).mean()
     assert 0.05 < shape < 0.9  # something was drawn, not a blank or solid image
+
+
+def test_overwrite_starts_clean(tmp_path):
+    out = tmp_path / "ow"
+    kw = dict(classes="eraser0", train_per_class=1, workers=1)
+    build_dataset(out, small_recipe(), test_per_class=3, **kw)
+    assert len(list((out / "pcd" / "eraser0" / "test").glob("*.pcd"))) == 3
+    res = build_dataset(out, small_recipe(), test_per_class=1, overwrite=True, **kw)
+    assert res.reused == 0
+    assert len(list((out / "pcd" / "eraser0" / "test").glob("*.pcd"))) == 1  # no stale samples left
+    assert validate_dataset(out).ok

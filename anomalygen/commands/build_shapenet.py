@@ -23,7 +23,8 @@ from ..errors import AnomalygenError
 @click.option("--engine", default=None, help="Defect engine: numpy (default) or blender.")
 @click.option("--workers", type=int, default=None, help="Processes (recipe: 2). Output bytes do not depend on it.")
 @click.option("--seed", type=int, default=None, help="Recipe seed override; same seed, same bytes.")
-@click.option("--overwrite", is_flag=True, help="Rebuild every sample even if a previous run finished it.")
+@click.option("--overwrite", is_flag=True,
+              help="Delete a previous build in --out (pcd/, obj/, manifest) and build from scratch.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
 def command(out, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, seed,
             overwrite, quiet):
@@ -58,10 +59,14 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
         raise AnomalygenError("--defects: give at least one defect type")
     bar = None if quiet else (lambda it, total: tqdm(it, total=total, desc="build-shapenet", unit="sample",
                                                      file=sys.stderr, smoothing=0.1))
-    res = build_dataset(out, rec, classes=classes, source=source, train_per_class=train_per_class,
-                        test_per_class=test_per_class, defects=dlist, engine=engine,
-                        workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
-                        overwrite=overwrite, progress=bar)
+    try:
+        res = build_dataset(out, rec, classes=classes, source=source, train_per_class=train_per_class,
+                            test_per_class=test_per_class, defects=dlist, engine=engine,
+                            workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
+                            overwrite=overwrite, progress=bar)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
+        sys.exit(130)
     for r in res.out_of_range:
         click.echo(f"warning: {r.cls}/{r.name}: anomaly ratio {r.anomaly_ratio:.4f} outside {list(res.ratio_range)} "
                    f"after {r.attempts} attempts", err=True)

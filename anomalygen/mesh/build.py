@@ -380,6 +380,12 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
             raise AnomalygenError(f"{out} holds a build with other settings; pass --overwrite or choose another --out")
     elif out.exists() and any(out.iterdir()) and not state.is_file() and not overwrite:
         raise AnomalygenError(f"{out} is not empty and not an anomalygen build; choose another --out or pass --overwrite")
+    if overwrite:  # start clean: only what a build writes, nothing else in `out`
+        import shutil
+
+        for name in ("pcd", "obj", STATE_DIR):
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / "manifest.json").unlink(missing_ok=True)
     write_text_atomic(state, json.dumps({"fingerprint": fp}))
 
     done = {} if overwrite else {j: r for j in jobs if (r := _done(out, j, settings)) is not None}

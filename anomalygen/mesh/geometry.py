@@ -33,7 +33,7 @@ def _cached(kind: str, mesh: trimesh.Trimesh, build):
     if hit is not None and hit[0]() is mesh:
         return hit[1]
     value = build(mesh)
-    if len(_CACHE) > 8:
+    if len(_CACHE) > 40:  # a dozen classes' worth; a build works class by class
         _CACHE.clear()
     _CACHE[key] = (weakref.ref(mesh), value)
     return value
