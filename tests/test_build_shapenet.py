@@ -158,3 +158,21 @@ def test_overwrite_starts_clean(tmp_path):
     assert res.reused == 0
     assert len(list((out / "pcd" / "eraser0" / "test").glob("*.pcd"))) == 1  # no stale samples left
     assert validate_dataset(out).ok
+
+
+def test_build_from_a_folder_of_user_meshes(tmp_path):
+    import trimesh
+
+    src = tmp_path / "mine" / "bracket"
+    src.mkdir(parents=True)
+    part = trimesh.creation.box((1.0, 0.3, 0.2)).union(trimesh.creation.box((0.2, 0.3, 0.8)), engine="manifold")
+    part.export(src / "bracket.stl")
+    out = tmp_path / "ds"
+    r = CliRunner().invoke(cli, ["build-shapenet", "--source", str(tmp_path / "mine"), "--out", str(out),
+                                 "--train-per-class", "1", "--test-per-class", "3", "--defects", "bulge,crack",
+                                 "--workers", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["shapes"]["kind"] == "folder" and m["classes"]["bracket"]["file"] == "bracket/bracket.stl"
+    assert open_dataset(out).classes() == ["bracket"]
+    assert validate_dataset(out).ok

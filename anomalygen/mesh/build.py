@@ -302,8 +302,10 @@ class BuildResult:
 
 
 def resolve_classes(classes, available: list[str], default) -> list[str]:
-    """`--classes N` (first N), 'a,b,c' or a list; default from the recipe."""
-    classes = default if classes is None else classes
+    """`--classes N` (first N), 'a,b,c' or a list; default from the recipe (a number there is
+    capped at what the source has, so a folder of 3 meshes builds 3 classes)."""
+    if classes is None:
+        classes = min(int(default), len(available)) if isinstance(default, int) else default
     if isinstance(classes, int) or (isinstance(classes, str) and classes.strip().isdigit()):
         n = int(classes)
         if not 1 <= n <= len(available):
