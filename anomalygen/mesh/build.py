@@ -147,7 +147,7 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
     tau, rim = settings.tau * D, settings.rim_distance * D
     lo, hi = settings.ratio
     base = {**settings.defect_params.get(job.defect, {}), "tau": settings.tau, "rim_distance": settings.rim_distance}
-    scale, target, best, errors, draw, resized = 1.0, None, None, [], 0, 0
+    scale, target, best, errors, draw, resized, last_r = 1.0, None, None, [], 0, 0, 0.0
     for attempt in range(settings.max_retries + 1):
         # the same draw (place, shape) is resized until it fits; a new draw only when the
         # operator fails or resizing stalls, so the ratio responds smoothly to the scale
@@ -173,8 +173,10 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
         if inside and miss <= np.log(settings.accept_factor):
             break
         step = (target / max(r, target / 8)) ** (1.0 / RETRY_EXPONENT.get(job.defect, 1.5))
+        stalled = resized > 0 and abs(np.log(max(r, 1e-6) / max(last_r, 1e-6))) < 0.1  # size capped
+        last_r = r
         resized += 1
-        if resized >= 3 or abs(np.log(step)) < 0.05:  # stalled: try another place
+        if resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
             draw, scale, resized = draw + 1, 1.0, 0
         else:
             scale *= step

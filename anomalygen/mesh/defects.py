@@ -264,7 +264,7 @@ def hole(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResu
     a = 0.0 if through else np.pi
     b = 2 * np.pi * ((thick if through else depth) + 2 * rim)
     r = A / b if a == 0 else (-b + np.sqrt(b * b + 4 * a * A)) / (2 * a)
-    r = float(np.clip(r, 0.004 * D, 0.25 * D))
+    r = float(np.clip(r, 0.004 * D, float(p["max_radius"]) * D))  # a drilled hole, not a missing wall
     above = 0.25 * D
     t1, t2 = g.frame(n, rng)
     seg = int(p["segments"])

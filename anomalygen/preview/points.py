@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from ..errors import AnomalygenError
 from ..io import GOOD, open_dataset
 from ..io.atomic import atomic_path
-from .splat import estimate_normals, point_spacing, render, view_direction
+from .splat import point_spacing, render, view_direction
 
 TILE = 240
 LABEL_H = 16
@@ -46,7 +46,7 @@ def sample_views(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> li
     center = (pts.max(0) + pts.min(0)) / 2
     extent = float(np.linalg.norm(pts.max(0) - pts.min(0)))
     spacing = point_spacing(pts)
-    normals = estimate_normals(pts, 12.0 * spacing)
+    normals = None  # depth-buffer shading needs no point normals
     if lab.any():
         d = best_view(pts, lab, center, extent)
         az = np.rad2deg(np.arctan2(d[1], d[0]))

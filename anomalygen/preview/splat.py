@@ -58,8 +58,11 @@ def point_spacing(points: np.ndarray, rng: np.random.Generator | None = None) ->
 
 def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray, size: int = 256,
            normals: np.ndarray | None = None, center: np.ndarray | None = None, extent: float | None = None,
-           spacing: float | None = None) -> np.ndarray:
-    """(size, size, 3) uint8 image of the points seen from `direction` (orthographic)."""
+           spacing: float | None = None, shading: str = "depth") -> np.ndarray:
+    """(size, size, 3) uint8 image of the points seen from `direction` (orthographic).
+
+    shading 'depth': Lambert on normals of the smoothed z-buffer (clean, view-dependent);
+    'points': Lambert on per-point PCA normals (noisier on thin walls)."""
     pts = np.asarray(points, np.float64)
     if len(pts) == 0:
         return np.full((size, size, 3), BACKGROUND, np.uint8)
@@ -67,7 +70,8 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     center = pts.mean(0) if center is None else center
     extent = float(np.linalg.norm(pts.max(0) - pts.min(0))) if extent is None else extent
     spacing = point_spacing(pts) if spacing is None else spacing
-    normals = estimate_normals(pts, 12.0 * spacing) if normals is None else normals
+    if normals is None:
+        normals = estimate_normals(pts, 12.0 * spacing) if shading == "points" else np.tile([0, 0, 1.0], (len(pts), 1))
     R = look_rotation(direction)
     cam = (pts - center) @ R.T
     n = normals @ R.T
@@ -91,10 +95,28 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     pix = Y * size + X
     # anomalous points get a small depth bias so a label at the bottom of a narrow groove is
     # not hidden by the splats of its rim (the bias is far below any wall thickness we make)
-    depth = cam[:, 2] + lab * (0.012 * extent)
+    depth = cam[:, 2] + lab * (0.006 * extent)
     order = np.lexsort((-depth[owner], pix))  # per pixel, nearest point first
     pix, owner = pix[order], owner[order]
     first = np.r_[True, pix[1:] != pix[:-1]]
+    win = owner[first]
     img = np.full((size * size, 3), BACKGROUND, np.float64)
-    img[pix[first]] = rgb[owner[first]]
+    if shading == "depth":  # screen-space normals from the smoothed z-buffer: clean on thin walls
+        zbuf = np.zeros(size * size)
+        filled = np.zeros(size * size)
+        zbuf[pix[first]] = cam[win, 2] * scale
+        filled[pix[first]] = 1.0
+        zbuf, filled = zbuf.reshape(size, size), filled.reshape(size, size)
+        from scipy.ndimage import gaussian_filter
+
+        sig = max(1.0, 0.8 * r)
+        z = gaussian_filter(zbuf, sig) / np.maximum(gaussian_filter(filled, sig), 1e-6)
+        gy, gx = np.gradient(z)
+        nrm = np.stack([-gx, gy, np.ones_like(z)], -1)
+        nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+        sh = (0.28 + 0.72 * np.clip(nrm @ light, 0, 1)).reshape(-1)[pix[first]]
+        base = np.where(lab[win, None], ANOMALY_RGB * (0.55 + 0.45 * sh[:, None]), NORMAL_RGB * sh[:, None])
+        img[pix[first]] = base
+    else:
+        img[pix[first]] = rgb[owner[first]]
     return np.clip(img, 0, 255).astype(np.uint8).reshape(size, size, 3)
