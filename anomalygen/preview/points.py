@@ -8,6 +8,7 @@ defect is in sight; anomalous points are red. Rendering: anomalygen.preview.spla
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def preview_point_dataset(directory: Path, out: Path, classes: list[str] | None 
     out = Path(out)
     paths = []
     for cls in classes:
-        refs = _pick(ds.samples(cls), per_class, np.random.default_rng([seed, len(paths)]))
+        refs = _pick(ds.samples(cls), per_class, np.random.default_rng([seed, zlib.crc32(cls.encode())]))
         if not refs:
             continue
         with atomic_path(out / f"{cls}.png") as tmp:

@@ -83,7 +83,7 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     scale = size * 0.92 / extent
     px = cam[:, 0] * scale + size / 2
     py = size / 2 - cam[:, 1] * scale
-    r = int(np.clip(np.ceil(1.4 * spacing * scale), 1, 8))
+    r = int(np.clip(np.ceil(1.9 * spacing * scale), 1, 8))
     oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
     disk = ox ** 2 + oy ** 2 <= r * r + r
     ox, oy = ox[disk], oy[disk]
