@@ -33,7 +33,7 @@ import trimesh
 
 from ..errors import AnomalygenError
 from ..mesh import geometry as g
-from ..mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize
+from ..mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize, bending_frame, break_site, break_size, hole_size
 from .workers import BlenderCrash, BlenderJobError, WorkerPool
 
 # Blender proportional-edit falloffs usable as brush profiles (the script's names)
@@ -125,22 +125,9 @@ def _bump_job(mesh, p, rng, sign):
 
 
 def _bending_job(mesh, p, rng):
-    D = g.diagonal(mesh)
     v = np.asarray(mesh.vertices, dtype=np.float64)
-    u = rng.normal(size=3)
-    u /= np.linalg.norm(u)
-    s_face = mesh.triangles_center @ u
-    order = np.argsort(-s_face)
-    cum = np.cumsum(mesh.area_faces[order])
-    want = min(_target_area(mesh, p) * float(p["region_factor"]), 0.45 * mesh.area)
-    s0 = float(s_face[order][min(int(np.searchsorted(cum, want)), len(order) - 1)])
-    w = float(p["transition"]) * D
+    u, s0, w, pivot, a = bending_frame(mesh, p, rng)
     s = v @ u
-    band = (s >= s0) & (s <= s0 + w)
-    pivot = v[band].mean(axis=0) if band.any() else v[np.argmin(np.abs(s - s0))]
-    pivot = pivot - ((pivot @ u) - s0) * u
-    a = np.cross(u, rng.normal(size=3))
-    a /= np.linalg.norm(a)
     angle = float(p["angle_deg"]) * float(rng.choice([-1.0, 1.0]))
     # Blender: the part past s0 + w rotates rigidly about the hinge (pivot, a); proportional
     # editing ramps the band [s0, s0 + w] in, like the numpy engine's smoothstep
@@ -152,34 +139,15 @@ def _bending_job(mesh, p, rng):
 
 
 def _hole_job(mesh, p, rng):
-    D = g.diagonal(mesh)
     c, n, _ = g.pick_surface_point(mesh, rng)
-    thick = g.wall_thickness(mesh, c, n)
-    depth = float(p["depth"]) * D
-    through = thick < depth
-    depth = thick * float(p["through_margin"]) if through else depth
-    rim = float(p["rim_distance"]) * D
-    A = _target_area(mesh, p)
-    b = 2 * np.pi * ((thick if through else depth) + 2 * rim)
-    r = A / b if through else (-b + np.sqrt(b * b + 4 * np.pi * A)) / (2 * np.pi)
-    r = float(np.clip(r, 0.004 * D, 0.25 * D))
+    r, depth, _ = hole_size(mesh, c, n, p)
     return {"center": c.tolist(), "normal": n.tolist(), "radius": r, "depth": depth,
             "irregularity": float(rng.uniform(0.05, 0.2))}
 
 
 def _break_job(mesh, p, rng):
-    D = g.diagonal(mesh)
-    u = rng.normal(size=3)
-    u /= np.linalg.norm(u)
-    s = mesh.triangles_center @ u
-    weights = (s >= np.quantile(s, 1 - float(p["extremity_quantile"]))).astype(float)
-    c, n, _ = g.pick_surface_point(mesh, rng, weights)
-    A = _target_area(mesh, p) * float(p["region_factor"])
-    r = g.region_radius(mesh, c, n, A, min_cos=-1.0)
-    thick = g.wall_thickness(mesh, c, n)
-    if thick < r:   # thin wall: labels ~ the cut's perimeter x (wall + rim band on both sides)
-        r = A / (2 * np.pi * (thick + 2 * float(p["rim_distance"]) * D)) / 0.9
-    r = float(np.clip(r, 0.01 * D, 0.35 * D))
+    c, n = break_site(mesh, p, rng)
+    r = break_size(mesh, c, n, p)
     return {"center": c.tolist(), "normal": n.tolist(), "radius": r, "offset": float(p["offset"]),
             "irregularity": float(p["roughness"])}
 

@@ -166,13 +166,10 @@ def concavity(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> Defec
     return _bump(mesh, p, rng, -1.0)
 
 
-def bending(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResult:
-    """Rotate the part of the object beyond a plane about a hinge axis in that plane.
-
-    Vertices farther than `transition` past the plane move rigidly by `angle_deg`;
-    in the transition band the angle ramps up smoothly (smoothstep), so the surface
-    stays connected.
-    """
+def bending_frame(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator):
+    """Where a bend happens, shared by every engine: direction u, plane offset s0 (the part
+    beyond it holds the target area x region_factor), transition width w, a pivot on the
+    plane and a hinge axis in it. Draws u then the axis from `rng`."""
     D = g.diagonal(mesh)
     v = np.asarray(mesh.vertices, dtype=np.float64)
     u = rng.normal(size=3)
@@ -189,6 +186,20 @@ def bending(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectR
     pivot = pivot - ((pivot @ u) - s0) * u  # on the plane
     a = np.cross(u, rng.normal(size=3))
     a /= np.linalg.norm(a)
+    return u, s0, w, pivot, a
+
+
+def bending(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResult:
+    """Rotate the part of the object beyond a plane about a hinge axis in that plane.
+
+    Vertices farther than `transition` past the plane move rigidly by `angle_deg`;
+    in the transition band the angle ramps up smoothly (smoothstep), so the surface
+    stays connected.
+    """
+    D = g.diagonal(mesh)
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    u, s0, w, pivot, a = bending_frame(mesh, p, rng)
+    s = v @ u
     theta = np.deg2rad(float(p["angle_deg"])) * rng.choice([-1.0, 1.0])
     t = _smoothstep((s - s0) / w)
     moved = t > 0
@@ -248,13 +259,10 @@ def _placed(m, origin: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray):
     return m.transform(M)
 
 
-def hole(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResult:
-    """A round hole drilled along the surface normal: through the wall when the wall is
-    thinner than `depth`, else a blind pit of that depth."""
-    import manifold3d
-
+def hole_size(mesh: trimesh.Trimesh, c: np.ndarray, n: np.ndarray, p: dict) -> tuple[float, float, bool]:
+    """Radius, depth and through-ness of a hole at (c, n) whose labels (wall or pit + rim
+    bands) cover the target area; shared by every engine. Draws nothing."""
     D = g.diagonal(mesh)
-    c, n, _ = g.pick_surface_point(mesh, rng)
     thick = g.wall_thickness(mesh, c, n)
     depth = float(p["depth"]) * D
     through = thick < depth
@@ -265,6 +273,18 @@ def hole(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResu
     b = 2 * np.pi * ((thick if through else depth) + 2 * rim)
     r = A / b if a == 0 else (-b + np.sqrt(b * b + 4 * a * A)) / (2 * a)
     r = float(np.clip(r, 0.004 * D, float(p["max_radius"]) * D))  # a drilled hole, not a missing wall
+    return r, depth, bool(through)
+
+
+def hole(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResult:
+    """A round hole drilled along the surface normal: through the wall when the wall is
+    thinner than `depth`, else a blind pit of that depth."""
+    import manifold3d
+
+    D = g.diagonal(mesh)
+    c, n, _ = g.pick_surface_point(mesh, rng)
+    r, depth, through = hole_size(mesh, c, n, p)
+    rim = float(p["rim_distance"]) * D
     above = 0.25 * D
     t1, t2 = g.frame(n, rng)
     seg = int(p["segments"])
@@ -289,22 +309,35 @@ def _noisy_sphere(rng: np.random.Generator, roughness: float, subdiv: int):
                                                tri_verts=ico.faces.astype(np.uint32)))
 
 
-def break_(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResult:
-    """A chunk broken off an extremity: an irregular (noisy ellipsoid) cutter centred just
-    outside the surface near the most outlying point in a random direction."""
-    D = g.diagonal(mesh)
+def break_site(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """An outlying surface point and its normal: area-weighted among faces in the top
+    `extremity_quantile` along a random direction. Shared by every engine."""
     u = rng.normal(size=3)
     u /= np.linalg.norm(u)
-    # an outlying face: area-weighted choice among faces in the top quantile along u
     s = mesh.triangles_center @ u
     weights = (s >= np.quantile(s, 1 - float(p["extremity_quantile"]))).astype(float)
     c, n, _ = g.pick_surface_point(mesh, rng, weights)
+    return c, n
+
+
+def break_size(mesh: trimesh.Trimesh, c: np.ndarray, n: np.ndarray, p: dict) -> float:
+    """Radius of the chunk broken off at (c, n) so its labels cover the target area; shared
+    by every engine. Draws nothing."""
+    D = g.diagonal(mesh)
     A = _target_area(mesh, p) * float(p["region_factor"])
     r_solid = g.region_radius(mesh, c, n, A, min_cos=-1.0)  # labels ~ the fracture face
     thick = g.wall_thickness(mesh, c, n)
     if thick < r_solid:  # a thin wall: labels ~ the cut's perimeter x (wall + rim band on both sides)
         r_solid = A / (2 * np.pi * (thick + 2 * float(p["rim_distance"]) * D)) / 0.9
-    r = float(np.clip(r_solid, 0.01 * D, 0.35 * D))
+    return float(np.clip(r_solid, 0.01 * D, 0.35 * D))
+
+
+def break_(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator) -> DefectResult:
+    """A chunk broken off an extremity: an irregular (noisy ellipsoid) cutter centred just
+    outside the surface near the most outlying point in a random direction."""
+    D = g.diagonal(mesh)
+    c, n = break_site(mesh, p, rng)
+    r = break_size(mesh, c, n, p)
     t1, t2 = g.frame(n, rng)
     sph = _noisy_sphere(rng, float(p["roughness"]), int(p["subdivisions"]))
     aspect = rng.uniform(0.7, 1.0, size=3)
