@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .io import SampleRef, detect_layout, open_dataset
 from .io.gt_txt import read_gt_txt
 from .io.mvtec3d import read_png, read_xyz_tiff
 from .io.pcd import read_pcd_xyz
+from .parallel import ordered_map
 
 
 @dataclass
@@ -197,11 +197,5 @@ def validate_dataset(root: str | os.PathLike, bounds: Bounds | None = None, work
         raise AnomalygenError(f"{root}: {layout} layout but no samples found")
     bounds = bounds or manifest_bounds(root)
     jobs = [(r, bounds) for r in refs]
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            it = pool.map(_check, jobs, chunksize=8)
-            stats = list(progress(it, total=len(jobs)) if progress else it)
-    else:
-        it = map(_check, jobs)
-        stats = list(progress(it, total=len(jobs)) if progress else it)
+    stats = list(ordered_map(_check, jobs, workers, progress, chunksize=8))
     return ValidationReport(Path(root), layout, stats)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import AnomalygenError
 from .locate import Launcher, find_launcher, resolve_script

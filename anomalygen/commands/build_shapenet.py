@@ -65,7 +65,7 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
                             workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
                             overwrite=overwrite, progress=bar)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
+        click.echo("\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
         sys.exit(130)
     for r in res.out_of_range:
         click.echo(f"warning: {r.cls}/{r.name}: anomaly ratio {r.anomaly_ratio:.4f} outside {list(res.ratio_range)} "

@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import AnomalygenError
+from ..parallel import ordered_map
 from ..io import PointSample, write_bytes_atomic, write_text_atomic
 from ..io import anomaly_shapenet as asn
 from ..io.samples import GOOD
@@ -397,16 +396,9 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     workers = max(1, int(workers or 1))
     results: dict[Job, Record] = dict(done)
     args = [(settings, str(out), j) for j in todo]
-    if todo:
-        if workers > 1:
-            with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
-                it = pool.map(run_job, args, chunksize=max(1, min(8, len(args) // (workers * 4) or 1)))
-                for j, rec in zip(todo, progress(it, len(todo)) if progress else it):
-                    results[j] = rec
-        else:
-            it = map(run_job, args)
-            for j, rec in zip(todo, progress(it, len(todo)) if progress else it):
-                results[j] = rec
+    chunk = max(1, min(8, len(args) // (workers * 4) or 1))
+    for j, rec in zip(todo, ordered_map(run_job, args, workers, progress, chunk, _worker_init), strict=True):
+        results[j] = rec
     records = [results[j] for j in jobs]
     manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects)
     return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio)

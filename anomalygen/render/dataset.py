@@ -17,13 +17,13 @@ import json
 import math
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AnomalygenError
+from ..parallel import ordered_map
 from ..io import ImageSample, mvtec3d, write_text_atomic
 from ..recipes import load_recipe, require
 from .raycast import Camera, Render, plane_mesh, raycast, shade
@@ -195,13 +195,7 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
     cfg = dataclasses.replace(cfg, defects=tuple(defects))
     out = Path(out)
     jobs = [(out, *j, seed, cfg) for j in render_jobs(classes, cfg, seed)]
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            it = pool.map(_job, jobs, chunksize=2)
-            records = list(progress(it, total=len(jobs)) if progress else it)
-    else:
-        it = map(_job, jobs)
-        records = list(progress(it, total=len(jobs)) if progress else it)
+    records = list(ordered_map(_job, jobs, workers, progress, chunksize=2))
     ratios = [r["anomaly_ratio"] for r in records if r["defect"] != "good"]
     for c in classes:
         mvtec3d.write_camera_parameters(out, c, cfg.camera().to_json())

@@ -8,7 +8,6 @@ cubes, which always yields a watertight surface of the same outer shape.
 
 from __future__ import annotations
 
-import numpy as np
 import trimesh
 
 from ..errors import FormatError
