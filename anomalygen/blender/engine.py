@@ -33,7 +33,7 @@ import trimesh
 
 from ..errors import AnomalygenError
 from ..mesh import geometry as g
-from ..mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize, bending_frame, break_site, break_size, hole_size
+from ..mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize, bending_frame, break_site, break_size, groove_plan, hole_size
 from .workers import BlenderCrash, BlenderJobError, WorkerPool
 
 # Blender proportional-edit falloffs usable as brush profiles (the script's names)
@@ -154,19 +154,8 @@ def _break_job(mesh, p, rng):
 
 def _groove_job(mesh, p, rng, defect):
     D = g.diagonal(mesh)
-    width = float(p["width"]) * D
-    depth = float(p["depth"]) * D
-    rim = float(p["rim_distance"]) * D if defect in REMOVAL else 0.0
-    c, n, _ = g.pick_surface_point(mesh, rng)
-    thick = g.wall_thickness(mesh, c, n)
-    if defect == "crack" and thick < depth:
-        depth = thick * float(p.get("through_margin", 1.3))
-    else:
-        depth = min(depth, 0.8 * thick)
     strokes = int(p.get("strokes", 1)) if defect == "scratch" else 1
-    lateral = depth if defect in REMOVAL else 0.5 * depth
-    total = _target_area(mesh, p) / (width + 2 * rim + 2 * lateral)
-    length = float(np.clip(total / strokes, 0.03 * D, float(p["max_length"]) * D))
+    c, n, width, depth, strokes, length = groove_plan(mesh, p, rng, defect, strokes, defect == "crack")
     t1, _ = g.frame(n, rng)
     step = float(p["step"]) * D
     job = {"center": c.tolist(), "normal": n.tolist(), "direction": t1.tolist(), "length": length,

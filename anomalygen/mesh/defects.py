@@ -371,12 +371,12 @@ def _surface_path(mesh: trimesh.Trimesh, start: np.ndarray, direction: np.ndarra
     return np.array(pts), np.array(nrm)
 
 
-def _groove(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: str, strokes: int,
-            through_ok: bool) -> DefectResult:
-    """Carve thin boxes along surface paths: a crack (deep, wandering, tapered) or a
-    scratch (shallow, nearly straight, parallel strokes)."""
-    import manifold3d
-
+def groove_plan(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: str, strokes: int,
+                through_ok: bool) -> tuple[np.ndarray, np.ndarray, float, float, int, float]:
+    """Where a crack/scratch goes and how big: (centre, normal, width, depth, strokes, stroke
+    length) so that its labels cover the target area. Shared by every engine; draws only the
+    surface point from `rng`. Too much area for the strokes at their longest widens a crack
+    (at most x2) or adds parallel scratch strokes (at most 6)."""
     D = g.diagonal(mesh)
     width = float(p["width"]) * D
     depth = float(p["depth"]) * D
@@ -397,6 +397,18 @@ def _groove(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: st
         else:  # scratches: more parallel strokes
             strokes = int(min(6, np.ceil(total / max_len)))
     length = float(np.clip(total / strokes, 0.03 * D, max_len))
+    return c, n, width, depth, strokes, length
+
+
+def _groove(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: str, strokes: int,
+            through_ok: bool) -> DefectResult:
+    """Carve thin boxes along surface paths: a crack (deep, wandering, tapered) or a
+    scratch (shallow, nearly straight, parallel strokes)."""
+    import manifold3d
+
+    D = g.diagonal(mesh)
+    c, n, width, depth, strokes, length = groove_plan(mesh, p, rng, defect, strokes, through_ok)
+    rim = float(p["rim_distance"]) * D if defect in REMOVAL else 0.0
     step = float(p["step"]) * D
     t1, t2 = g.frame(n, rng)
     boxes, paths = [], []
