@@ -132,3 +132,19 @@ def test_refine_keeps_the_surface():
     assert r.area == pytest.approx(m.area) and r.volume == pytest.approx(m.volume)
     p = sample_surface(r, 2000, np.random.default_rng(0))[0]
     assert trimesh.proximity.closest_point(m, p)[1].max() < 1e-6  # manifold3d stores float32
+
+
+@pytest.mark.parametrize("seed", [0, 2, 6])
+def test_deep_dent_on_a_thin_wall_stays_labeled_to_its_floor(seed):
+    """A dent capped only by the wall at its centre can run into the opposite wall where the
+    wall thins; there its points are within tau of the ORIGINAL (other) wall and lose their
+    label: an unlabeled crescent inside the dent. Each vertex is capped by its own wall, so
+    every vertex the dent moves by more than 2 tau stays anomalous."""
+    bowl = refine(make_shape("bowl0", np.random.default_rng([0, 1])), 0.03)
+    res = apply_defect(bowl, "concavity", {"depth": 0.05}, np.random.default_rng(seed))
+    moved = np.linalg.norm(res.mesh.vertices - bowl.vertices, axis=1)
+    lab = label_points(np.asarray(res.mesh.vertices), bowl, res, TAU, RIM).astype(bool)
+    assert (moved > 2 * TAU).sum() > 50
+    assert not np.any((moved > 2 * TAU) & ~lab)
+    d_other = trimesh.proximity.closest_point(bowl, res.mesh.vertices)[1]
+    assert np.all(d_other[moved > 2 * TAU] > TAU)

@@ -149,7 +149,15 @@ def _bump(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, sign: float)
     facing = _smoothstep((vn @ n) / 0.5)  # only the sheet facing like n (not the far wall)
     w = _falloff(d / R) * facing
     moved = w > 0
-    new = v + sign * h * w[:, None] * vn
+    disp = h * w
+    if sign < 0 and moved.any():
+        # the wall thins across a wide dent: cap each vertex by ITS wall, so the dented sheet never
+        # comes within 2 tau of the opposite wall (it would read as unmoved there and leave an
+        # unlabeled crescent inside the dent) and never pierces it
+        thick = g.wall_thicknesses(mesh, v[moved], vn[moved])
+        cap = np.maximum(0.0, np.minimum(float(p["max_wall_fraction"]) * thick, thick - 2.0 * tau))
+        disp[moved] = np.minimum(disp[moved], cap)
+    new = v + sign * disp[:, None] * vn
     out = trimesh.Trimesh(new, mesh.faces.copy(), process=False)
     bounds = _moved_bounds(mesh, out, moved)
     params = {"height" if sign > 0 else "depth": h / D, "radius": R / D, "center": c.tolist(), "normal": n.tolist()}

@@ -175,11 +175,17 @@ def ray_distance(mesh: trimesh.Trimesh, origins: np.ndarray, directions: np.ndar
     return scene(mesh).cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
 
 
-def wall_thickness(mesh: trimesh.Trimesh, point: np.ndarray, normal: np.ndarray) -> float:
-    """Material thickness under `point`: distance along -normal to the next surface."""
+def wall_thicknesses(mesh: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """(K,) material thickness under each point: distance along -normal to the next surface
+    (the diagonal where the ray leaves the object without a hit)."""
     eps = 1e-4 * diagonal(mesh)
-    t = ray_distance(mesh, (point - normal * eps)[None], -normal[None])[0]
-    return float(t + eps) if np.isfinite(t) else diagonal(mesh)
+    t = ray_distance(mesh, points - normals * eps, -normals)
+    return np.where(np.isfinite(t), t + eps, diagonal(mesh))
+
+
+def wall_thickness(mesh: trimesh.Trimesh, point: np.ndarray, normal: np.ndarray) -> float:
+    """Material thickness under one `point` (see wall_thicknesses)."""
+    return float(wall_thicknesses(mesh, np.asarray(point, np.float64)[None], np.asarray(normal, np.float64)[None])[0])
 
 
 def canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
