@@ -149,3 +149,16 @@ def test_fpfh_shape_normalization_and_rigid_invariance():
     g = fpfh(moved, 0.2, 0.5)
     assert np.abs(f - g).mean() < 0.5  # same surface, same descriptors (up to float noise)
     assert np.abs(f - f[RNG.permutation(1500)]).mean() > 2  # ... and they do differ between points
+
+
+def test_knn_distances_exact_and_identical_batched_or_alone():
+    """FPFH-like features (33-D, values ~100): cdist's matrix-product form loses ~1e-6 relative and
+    depends on the batch shape, which made batched object scores differ from one-by-one scores."""
+    g = torch.Generator().manual_seed(0)
+    bank = torch.rand(5000, 33, generator=g) * 200
+    q = torch.rand(300, 33, generator=g) * 200
+    full = knn(q, bank, 3)[0]
+    for i in range(0, 300, 30):
+        assert torch.equal(knn(q[i:i + 1], bank, 3)[0], full[i:i + 1])
+    exact = torch.cdist(q.double(), bank.double()).topk(3, largest=False).values
+    assert float(((full.double() - exact).abs() / exact).max()) < 5e-7

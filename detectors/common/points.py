@@ -89,11 +89,19 @@ def knn(query: torch.Tensor, ref: torch.Tensor, k: int, chunk: int = DEFAULT_CHU
         raise ValueError(f"k={k} but the reference holds {r.shape[1]} points")
     dists, idxs = [], []
     for s in range(0, q.shape[1], chunk):
-        d = torch.cdist(q[:, s:s + chunk], r)
+        qc = q[:, s:s + chunk]
+        d = torch.cdist(qc, r)
         if k == 1:  # min() is a single pass; topk sorts
-            dk, ik = d.min(dim=-1, keepdim=True)
+            _, ik = d.min(dim=-1, keepdim=True)
         else:
-            dk, ik = torch.topk(d, k, dim=-1, largest=False, sorted=True)
+            _, ik = torch.topk(d, k, dim=-1, largest=False, sorted=True)
+        # cdist's matrix-product form (|a|^2 + |b|^2 - 2ab) cancels badly for long feature vectors
+        # (FPFH: ~1e-4 relative) and which kernel it takes depends on the batch shape, so the k
+        # chosen distances are recomputed directly: exact, and the same batched or not
+        dk = torch.linalg.norm(qc.unsqueeze(-2) - gather(r, ik), dim=-1)
+        if k > 1:
+            dk, order = dk.sort(dim=-1)
+            ik = ik.gather(-1, order)
         dists.append(dk)
         idxs.append(ik)
     dist, idx = torch.cat(dists, 1), torch.cat(idxs, 1)
