@@ -415,18 +415,25 @@ def do_bump(ob, P: Params, sign: float) -> dict:
     return {"moved_vertices": int(moved.sum())}
 
 
-def do_scratch(ob, P: Params) -> dict:
-    """Shallow narrow grooves along wavy surface paths (Displace masked by the paths' weight group).
-
-    `strokes` parallel strokes `spacing` widths apart; the groove profile is a smooth
-    V of half-width `width` and depth `depth`, tapered at both ends.
-    """
+def path_start(ob, P: Params):
+    """Object scale, a surface site, its normal and a tangent start direction for a surface path
+    (drawn from the job's angle unless it gives a direction)."""
     L, _, _ = object_scale(ob)
     c, n = site(ob, P)
     t1, t2 = tangent_basis(n)
     ang = P.number("angle", 0, 2 * math.pi)
     d0 = unit(P.vector("direction", math.cos(ang) * t1 + math.sin(ang) * t2))
     d0 = unit(d0 - np.dot(d0, n) * n)
+    return L, c, n, d0
+
+
+def do_scratch(ob, P: Params) -> dict:
+    """Shallow narrow grooves along wavy surface paths (Displace masked by the paths' weight group).
+
+    `strokes` parallel strokes `spacing` widths apart; the groove profile is a smooth
+    V of half-width `width` and depth `depth`, tapered at both ends.
+    """
+    L, c, n, d0 = path_start(ob, P)
     side = np.cross(n, d0)
     length = P.length("length", 0.15, 0.35)
     width = P.length("width", 0.006, 0.012)
@@ -635,12 +642,7 @@ def do_break(ob, P: Params) -> dict:
 
 def do_crack(ob, P: Params) -> dict:
     """A thin, long, jagged wedge-shaped gap cut along a surface path."""
-    L, _, _ = object_scale(ob)
-    c, n = site(ob, P)
-    t1, t2 = tangent_basis(n)
-    ang = P.number("angle", 0, 2 * math.pi)
-    d0 = unit(P.vector("direction", math.cos(ang) * t1 + math.sin(ang) * t2))
-    d0 = unit(d0 - np.dot(d0, n) * n)
+    L, c, n, d0 = path_start(ob, P)
     length = P.length("length", 0.15, 0.3)
     width = P.length("width", 0.008, 0.016)
     depth = P.length("depth", 0.03, 0.08)

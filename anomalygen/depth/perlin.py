@@ -99,10 +99,17 @@ def pnoise2_np(x, y, octaves: int = 1, persistence: float = 0.5, lacunarity: flo
     rx, ry = np.float32(repeatx), np.float32(repeaty)
     if octaves == 1:
         return _noise2_np(x, y, rx, ry, int(base), table)
+    return _octaves(lambda f: _noise2_np(x * f, y * f, rx * f, ry * f, int(base), table),
+                    x.shape, octaves, persistence, lacunarity)
+
+
+def _octaves(layer, shape, octaves: int, persistence: float, lacunarity: float) -> np.ndarray:
+    """Fractal sum as pnoise2 forms it, in float32: sum of layer(freq) * amp over the octaves,
+    divided by the sum of the amplitudes. `layer(freq)` is one noise layer at that frequency."""
     freq, amp, vmax = np.float32(1), np.float32(1), np.float32(0)
-    total = np.zeros(x.shape, np.float32)
-    for _ in range(octaves):
-        total += _noise2_np(x * freq, y * freq, rx * freq, ry * freq, int(base), table) * amp
+    total = np.zeros(shape, np.float32)
+    for _ in range(octaves):  # a handful of octaves, each a whole-array layer
+        total += layer(freq) * amp
         vmax += amp
         freq *= np.float32(lacunarity)
         amp *= np.float32(persistence)
@@ -230,14 +237,8 @@ def perlin_grid_np(shape: tuple[int, int], res: tuple[float, float], perm: np.nd
     r = np.float32(1024)
     if octaves == 1:
         return _noise2_grid(xs, ys, r, r, int(base), table)
-    freq, amp, vmax = np.float32(1), np.float32(1), np.float32(0)
-    total = np.zeros((h, w), np.float32)
-    for _ in range(octaves):
-        total += _noise2_grid(xs * freq, ys * freq, r * freq, r * freq, int(base), table) * amp
-        vmax += amp
-        freq *= np.float32(lacunarity)
-        amp *= np.float32(persistence)
-    return total / vmax
+    return _octaves(lambda f: _noise2_grid(xs * f, ys * f, r * f, r * f, int(base), table),
+                    (h, w), octaves, persistence, lacunarity)
 
 
 # ----------------------------------------------------------------------------- torch
