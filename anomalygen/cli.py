@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import AnomalygenError
+from anomalygen import __version__
+from anomalygen.errors import AnomalygenError
 
 # name -> (module exposing `command`, example shown in `anomalygen --help`)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from .errors import MetricError
+from anomalygen.errors import MetricError
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import RecipeError
+from anomalygen.errors import RecipeError
 
 
 def builtin_recipes() -> dict[str, Path]:
@@ -50,6 +50,20 @@ def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
         set_key(data, key, value)
     data.setdefault("_source", str(path))
     return data
+
+
+def parse_overrides(items) -> dict[str, Any]:
+    """`--set KEY=VALUE` items -> {dotted key: YAML-parsed value} (what `load_recipe` takes as overrides)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
 
 
 def get_key(recipe: dict, dotted: str, default: Any = ...) -> Any:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnomalygenError
-from .io import SampleRef, detect_layout, open_dataset
-from .io.gt_txt import read_gt_txt
-from .io.mvtec3d import read_png, read_xyz_tiff
-from .io.pcd import read_pcd_xyz
-from .parallel import ordered_map
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import SampleRef, detect_layout, open_dataset
+from anomalygen.io.gt_txt import read_gt_txt
+from anomalygen.io.mvtec3d import read_png, read_xyz_tiff
+from anomalygen.io.pcd import read_pcd_xyz
+from anomalygen.parallel import ordered_map
 
 
 @dataclass

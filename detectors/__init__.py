@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import AnomalygenError
+from anomalygen.errors import AnomalygenError
 
 REGISTRY: dict[str, str] = {
     "btf": "anomalygen.detectors.btf.detector:BTFDetector",

@@ -4,22 +4,56 @@ A detector is built from its recipe section (a dict), fitted on normal training 
 saved to / loaded from a folder, and scores one sample at a time (or a batch) returning
 (object score, anomaly map): a per-point (N,) map for point clouds, a per-pixel (H,W) map
 for organized clouds. Higher means more anomalous.
+
+Training data is lazy: `fit()` takes sample references, loaded samples or a torch Dataset
+of samples (see anomalygen.detectors.data) and reads them one at a time. How the engine
+wants a fit run (where checkpoints go, resume, time budget, devices) travels in
+`FitOptions`; a detector that has nothing to checkpoint ignores what does not apply.
+
+Optional abilities are declared as class attributes (capabilities), never discovered by
+probing for private methods:
+    scores_batches   `_score_many` scores several samples in one call (same results as one by one)
+    trains_network   `fit` runs the shared Lightning training loop (checkpoints, resume, budget)
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..errors import AnomalygenError
-from ..io import write_text_atomic
-from ..io.samples import ImageSample, PointSample, Sample
+from anomalygen.detectors.data import SampleDataset, sample_kind
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import write_text_atomic
+from anomalygen.io.samples import Sample
 
 STATE_FILE = "detector.json"
+
+
+@dataclass
+class FitOptions:
+    """How the engine asks for a fit to run. Plain data: no detector reads recipes through it.
+
+    workdir        RUN/models/<task>/ : checkpoints/, loss.csv, loss.png of a trained network
+    resume         continue from workdir's last checkpoint instead of starting over
+    max_minutes    training time budget; when spent, training stops cleanly and the model is saved
+    devices        > 1: data-parallel (DDP) training over that many devices
+    loader_workers DataLoader worker processes reading the training samples
+    progress       show progress bars
+    task           the task's name, for messages
+    """
+
+    workdir: Path | None = None
+    resume: bool = False
+    max_minutes: float | None = None
+    devices: int = 1
+    loader_workers: int = 0
+    progress: bool = False
+    task: str = ""
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -35,19 +69,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def sample_kind(sample: Sample) -> str:
-    if isinstance(sample, PointSample):
-        return "points"
-    if isinstance(sample, ImageSample):
-        return "images"
-    raise TypeError(f"not a sample: {type(sample).__name__}")
-
-
 class Detector:
-    """Base class: subclasses set `name`, `kinds`, and implement _fit, _score, _save_state, _load_state."""
+    """Base class: subclasses set `name`, `kinds`, the capabilities they have, and implement
+    _fit, _score, _save_state, _load_state (and _score_many when `scores_batches`)."""
 
     name: str = ""
     kinds: tuple[str, ...] = ("points", "images")
+    scores_batches: bool = False
+    trains_network: bool = False
 
     def __init__(self, config: dict | None = None, device: str | torch.device = "auto"):
         self.config = dict(config or {})
@@ -56,18 +85,19 @@ class Detector:
         self.fitted = False
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, samples: Iterable[Sample], progress=None) -> "Detector":
-        """Fit on normal samples (all of one kind). `progress`: optional callable wrapping the iterable."""
-        samples = list(samples)
-        if not samples:
+    def fit(self, train, options: FitOptions | None = None) -> "Detector":
+        """Fit on normal samples of one kind: sample references (read lazily), loaded samples,
+        or a torch Dataset of samples. `options`: how the engine wants the fit run."""
+        data = SampleDataset(train)
+        if len(data) == 0:
             raise AnomalygenError(f"{self.name}: no training samples to fit on")
-        kinds = {sample_kind(s) for s in samples}
-        if len(kinds) > 1:
-            raise AnomalygenError(f"{self.name}: training samples mix point clouds and images")
-        self.kind = kinds.pop()
+        try:
+            self.kind = data.kind
+        except AnomalygenError as exc:
+            raise AnomalygenError(f"{self.name}: {exc}") from None
         if self.kind not in self.kinds:
             raise AnomalygenError(f"{self.name} does not support {self.kind} data (supports: {', '.join(self.kinds)})")
-        self._fit(samples, progress or (lambda it, **_: it))
+        self._fit(data, options or FitOptions())
         self.fitted = True
         return self
 
@@ -83,8 +113,8 @@ class Detector:
 
     def score_batch(self, samples: Sequence[Sample]) -> list[tuple[float, np.ndarray]]:
         """Score several samples at once (same results as score() one by one); detectors that gain
-        from batching implement _score_many."""
-        if not hasattr(self, "_score_many") or len(samples) <= 1:
+        from batching declare `scores_batches` and implement _score_many."""
+        if not self.scores_batches or len(samples) <= 1:
             return [self.score(s) for s in samples]
         if not self.fitted:
             raise AnomalygenError(f"{self.name}: score_batch() called before fit() or load()")
@@ -114,7 +144,7 @@ class Detector:
             raise AnomalygenError(f"{directory}: not a saved detector (no {STATE_FILE})")
         state = json.loads(path.read_text())
         if cls is Detector:
-            from . import get_detector
+            from anomalygen.detectors import get_detector
             cls = get_detector(state["detector"])
         det = cls(state["config"], device)
         det.kind = state["kind"]
@@ -123,7 +153,10 @@ class Detector:
         return det
 
     # -- for subclasses ----------------------------------------------------------------
-    def _fit(self, samples: list[Sample], progress) -> None:
+    def _fit(self, data: SampleDataset, options: FitOptions) -> None:
+        raise NotImplementedError
+
+    def _score_many(self, samples: list[Sample]) -> list[tuple[float, np.ndarray]]:
         raise NotImplementedError
 
     def _score(self, sample: Sample) -> tuple[float, np.ndarray]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import AnomalygenError
-from ..io import open_dataset
-from .run import load_scores, read_run
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import open_dataset
+from anomalygen.detectors.run import load_scores, read_run
 
 PANEL = 192
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)  # inferno-like
@@ -126,7 +126,7 @@ def preview_run(directory: Path, out: Path, classes: list[str] | None = None, pe
         if not rows:
             continue
         sheet = np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows], 0)
-        from ..io import atomic_path
+        from anomalygen.io import atomic_path
 
         target = out / f"{task['name'].replace('/', '_').replace('->', '_to_')}.png"
         with atomic_path(target) as tmp:

@@ -23,13 +23,14 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import AnomalygenError, MetricError
-from ..io import atomic_path, open_dataset, write_text_atomic
-from ..io.mvtec3d import LAYOUT as MVTEC_LAYOUT
-from ..metrics import aupro, image_auroc, pixel_auroc, point_auroc
-from ..recipes import builtin_recipes, get_key, load_recipe
-from . import get_detector
-from .base import Detector, resolve_device
+from anomalygen.errors import AnomalygenError, MetricError
+from anomalygen.io import atomic_path, open_dataset, write_text_atomic
+from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
+from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc
+from anomalygen.recipes import builtin_recipes, get_key, load_recipe
+from anomalygen.detectors import get_detector
+from anomalygen.detectors.base import Detector, FitOptions, resolve_device
+from anomalygen.detectors.progress import progress_bar
 
 RUN_FILE = "run.json"
 RUN_VERSION = 1
@@ -84,12 +85,6 @@ def plan_tasks(dataset, classes=None, train_classes=None, test_classes=None) -> 
     return tasks
 
 
-def _progress(enabled: bool):
-    def wrap(it, desc="", total=None, **_):
-        return tqdm(it, desc=desc, total=total, disable=not enabled, leave=False, dynamic_ncols=True)
-    return wrap
-
-
 def train_detector(detector: str, data, out, classes=None, train_classes=None, test_classes=None,
                    recipe: str = "detectors", overrides: dict | None = None, device: str | None = None,
                    evaluate: bool | None = None, overwrite: bool = False, progress: bool = True) -> dict:
@@ -103,6 +98,9 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     config = get_key(rec, detector, {}) or {}
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
     set_threads(get_key(rec, "run.threads", None))
+    loader_workers = get_key(rec, "run.loader_workers", 0)
+    if isinstance(loader_workers, bool) or not isinstance(loader_workers, int) or loader_workers < 0:
+        raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {loader_workers!r}")
     data = Path(data)
     dataset = open_dataset(data)
     tasks = plan_tasks(dataset, classes, train_classes, test_classes)
@@ -118,18 +116,19 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
         shutil.rmtree(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    bar = _progress(progress)
+    bar = progress_bar(progress)
     trained: dict[str, dict] = {}
     try:
         for task in bar(tasks, desc=f"train {detector}"):
             if task.model_key in trained:
                 continue
             refs = [r for c in task.train for r in dataset.samples(c, "train")]
-            samples = [r.load() for r in bar(refs, desc=f"{task.model_key} load")]
             det: Detector = cls(config, dev)
-            det.fit(samples, progress=bar)
-            det.save(out / "models" / task.model_key)
-            trained[task.model_key] = {"train_samples": len(samples)}
+            workdir = out / "models" / task.model_key
+            det.fit(refs, FitOptions(workdir=workdir, loader_workers=loader_workers, progress=progress,
+                                     task=task.model_key))
+            det.save(workdir)
+            trained[task.model_key] = {"train_samples": len(refs)}
             config = det.config  # realized config (defaults filled in)
     except BaseException:
         if created:  # no half-trained run left behind
@@ -179,7 +178,7 @@ def _metric(fn, *args, **kw) -> tuple[float | None, str | None]:
 def evaluate_task(det: Detector, dataset, task: Task, run_cfg: dict, progress: bool = True,
                   scores_path: Path | None = None) -> dict:
     """Score the test split of one task's class; returns its metrics row."""
-    from .resources import Meter
+    from anomalygen.detectors.resources import Meter
 
     refs = dataset.samples(task.test, "test")
     if refs and run_cfg.get("warmup", True):

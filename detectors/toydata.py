@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import GOOD, ImageSample, PointSample, anomaly_shapenet, mvtec3d
+from anomalygen.io import GOOD, ImageSample, PointSample, anomaly_shapenet, mvtec3d
 
 POINT_SHAPES = ("sphere", "torus")
 

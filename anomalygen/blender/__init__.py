@@ -11,22 +11,22 @@ Importing this package registers the 'blender' engine with anomalygen.mesh.engin
 
 from __future__ import annotations
 
-from .locate import Launcher, find_launcher, resolve_script, scripts_dir
-from .run import run_script
-from .workers import BlenderCrash, BlenderError, BlenderJobError, WorkerPool
+from anomalygen.blender.locate import Launcher, find_launcher, resolve_script, scripts_dir
+from anomalygen.blender.run import run_script
+from anomalygen.blender.workers import BlenderCrash, BlenderError, BlenderJobError, WorkerPool
 
 __all__ = ["Launcher", "find_launcher", "resolve_script", "scripts_dir", "run_script", "WorkerPool",
            "BlenderError", "BlenderJobError", "BlenderCrash", "engine_factory"]
 
 
 def engine_factory():
-    from .engine import BlenderEngine
+    from anomalygen.blender.engine import BlenderEngine
 
     return BlenderEngine()
 
 
 try:
-    from ..mesh.engines import register_engine
+    from anomalygen.mesh.engines import register_engine
 except ImportError:  # the mesh package is optional for the bridge itself
     pass
 else:

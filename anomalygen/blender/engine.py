@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError
-from ..mesh import geometry as g
-from ..mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize, bending_frame, break_site, break_size, groove_plan, hole_size
-from .workers import BlenderCrash, BlenderJobError, WorkerPool
+from anomalygen.errors import AnomalygenError
+from anomalygen.mesh import geometry as g
+from anomalygen.mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize, bending_frame, break_site, break_size, groove_plan, hole_size
+from anomalygen.blender.workers import BlenderCrash, BlenderJobError, WorkerPool
 
 # Blender proportional-edit falloffs usable as brush profiles (the script's names)
 FALLOFFS = ("SMOOTH", "SPHERE", "ROOT", "SHARP")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..errors import AnomalygenError
+from anomalygen.errors import AnomalygenError
 
 ENV = "ANOMALYGEN_BLENDER"
 INSTALL_HINT = ("install the bpy module (pip install 'anomalygen[blender]': bpy 5.0.1, Python 3.11 only), "

@@ -14,9 +14,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from ..errors import AnomalygenError
-from .locate import Launcher, find_launcher, resolve_script
-from .workers import TMP_PREFIX, clean_stale_tmp
+from anomalygen.errors import AnomalygenError
+from anomalygen.blender.locate import Launcher, find_launcher, resolve_script
+from anomalygen.blender.workers import TMP_PREFIX, clean_stale_tmp
 
 
 @dataclass

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .locate import Launcher, find_launcher, scripts_dir
+from anomalygen.blender.locate import Launcher, find_launcher, scripts_dir
 
 TMP_PREFIX = "anomalygen-blender-"
 LOG_TAIL_LINES = 60

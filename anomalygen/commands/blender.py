@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..blender import find_launcher, resolve_script, run_script, scripts_dir
+from anomalygen.blender import find_launcher, resolve_script, run_script, scripts_dir
 
 
 @click.group("blender")

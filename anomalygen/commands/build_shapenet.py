@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..errors import AnomalygenError
+from anomalygen.errors import AnomalygenError
 
 
 @click.command("build-shapenet")
@@ -45,13 +45,13 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
     """
     from tqdm import tqdm
 
-    from ..mesh.build import build_dataset
-    from ..recipes import load_recipe
+    from anomalygen.mesh.build import build_dataset
+    from anomalygen.recipes import load_recipe
 
     rec = load_recipe(recipe)
     if engine is None:
         engine = rec.get("engine", "numpy")
-    from ..mesh.engines import get_engine
+    from anomalygen.mesh.engines import get_engine
 
     get_engine(engine)  # one clear line if the engine is not there
     dlist = [d.strip() for d in defects.split(",") if d.strip()] if defects else None

@@ -41,19 +41,10 @@ def command(input_spec, out, classes, per_image, size, seed, workers, device, te
       anomalygen depth-defects --input mvtec3d --out out/das3d
       anomalygen depth-defects --input mvtec3d=~/data/mvtec3d --classes bagel,tire --per-image 4 --out out/das3d-real
     """
-    import yaml
+    from anomalygen.depth.build import depth_defects
+    from anomalygen.recipes import load_recipe, parse_overrides
 
-    from ..depth.build import depth_defects
-    from ..errors import AnomalygenError
-    from ..recipes import load_recipe
-
-    ov = {}
-    for item in overrides:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise AnomalygenError(f"--set {item!r}: expected KEY=VALUE")
-        ov[key] = yaml.safe_load(value)
-    rec = load_recipe(recipe, ov)
+    rec = load_recipe(recipe, parse_overrides(overrides))
     bar = lambda total: tqdm(total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
     root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
                          device, rec, textures, progress=bar)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import AnomalygenError
-from ..io import detect_layout
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import detect_layout
 
 RENDERERS = {
     "run": ("anomalygen.detectors.preview", "preview_run"),

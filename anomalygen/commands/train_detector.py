@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..detectors import available_detectors
-from ..errors import AnomalygenError
-
-
-def parse_overrides(items) -> dict:
-    """--set key=value pairs -> {dotted key: YAML-parsed value}."""
-    import yaml
-
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AnomalygenError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+from anomalygen.detectors import available_detectors
+from anomalygen.recipes import parse_overrides
 
 
 @click.command("train-detector")
@@ -50,7 +37,7 @@ def command(detector, data, out, classes, train_class, test_class, device, recip
       anomalygen train-detector --detector btf --data mvtec3d --classes bagel,rope --out runs/btf-mv
       anomalygen train-detector --detector btf --data mvtec3d --train-class bagel --test-class carrot,rope --out runs/zs
     """
-    from ..detectors.run import markdown_table, train_detector
+    from anomalygen.detectors.run import markdown_table, train_detector
 
     run = train_detector(detector, data, out, classes=classes, train_classes=train_class, test_classes=test_class,
                          recipe=recipe, overrides=parse_overrides(overrides), device=device, evaluate=evaluate,

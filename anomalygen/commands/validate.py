@@ -8,7 +8,7 @@ import sys
 import click
 from tqdm import tqdm
 
-from ..validate import Bounds, manifest_bounds, validate_dataset
+from anomalygen.validate import Bounds, manifest_bounds, validate_dataset
 
 
 @click.command("validate")

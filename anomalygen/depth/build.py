@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnomalygenError
-from ..io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
-from ..recipes import get_key, load_recipe, require
-from .preprocess import BackgroundConfig, remove_background, resize_sample
-from .synth import DAS3DConfig, draw_params, mix_rgb, move_along_rays, object_scale, synthesize
-from .textures import TextureSource
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
+from anomalygen.recipes import get_key, load_recipe, require
+from anomalygen.depth.preprocess import BackgroundConfig, remove_background, resize_sample
+from anomalygen.depth.synth import DAS3DConfig, draw_params, mix_rgb, move_along_rays, object_scale, synthesize
+from anomalygen.depth.textures import TextureSource
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Source:
     def load(self) -> ImageSample:
         if self.ref is not None:
             return self.ref.load()
-        from ..render.dataset import render_sample
+        from anomalygen.render.dataset import render_sample
 
         index, seed, cfg = self.render
         return render_sample(self.cls, self.split, self.defect, index, seed, cfg)[0]
@@ -63,8 +63,8 @@ def list_sources(input_path: Path | None, classes: list[str] | None, seed: int,
     """{class: sources} for the train, validation and normal test images of each class."""
     out: dict[str, list[Source]] = {}
     if input_path is None:
-        from ..render.dataset import RenderConfig
-        from ..render.scene import known_classes
+        from anomalygen.render.dataset import RenderConfig
+        from anomalygen.render.scene import known_classes
 
         rr = render_recipe or load_recipe("render-mvtec3d")
         cfg = RenderConfig.from_recipe(rr)
@@ -92,7 +92,7 @@ def list_sources(input_path: Path | None, classes: list[str] | None, seed: int,
 
 
 def variant_rng(seed: int, cls: str, train_name: str, k: int) -> np.random.Generator:
-    from ..render.scene import class_seed
+    from anomalygen.render.scene import class_seed
 
     return np.random.default_rng(class_seed(seed, "das3d", cls, train_name, k))
 
@@ -167,7 +167,7 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
     """GPU path: depth defects of many variants per batched call; same parameter draws as run_job."""
     import torch
 
-    from .synth_torch import depth_defect_batch
+    from anomalygen.depth.synth_torch import depth_defect_batch
 
     records: list[dict] = []
     pending = []  # (job, k, rng, xyz, rgb, fg, scale)

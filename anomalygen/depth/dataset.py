@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import GOOD, ImageSample, open_dataset
-from ..recipes import load_recipe, require
-from .preprocess import BackgroundConfig, remove_background, resize_sample
-from .synth import DAS3DConfig, augmentation_dropout, synthesize
-from .textures import TextureSource
+from anomalygen.io import GOOD, ImageSample, open_dataset
+from anomalygen.recipes import load_recipe, require
+from anomalygen.depth.preprocess import BackgroundConfig, remove_background, resize_sample
+from anomalygen.depth.synth import DAS3DConfig, augmentation_dropout, synthesize
+from anomalygen.depth.textures import TextureSource
 
 try:
     from torch.utils.data import Dataset as _TorchDataset

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..errors import AnomalygenError
+from anomalygen.errors import AnomalygenError
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class BackgroundConfig:
 
     @classmethod
     def from_recipe(cls, r: dict) -> "BackgroundConfig":
-        from ..recipes import require
+        from anomalygen.recipes import require
 
         return cls(border=float(require(r, "foreground.border", (int, float), 0.01, 0.5)),
                    plane_distance=float(require(r, "foreground.plane_distance", (int, float), 0, 10)),

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import fftconvolve
 
-from ..errors import AnomalygenError
-from ..recipes import require
-from .kernels import skew_normal_kernel, ternary_mask
-from .perlin import perlin_grid_np, random_permutation
+from anomalygen.errors import AnomalygenError
+from anomalygen.recipes import require
+from anomalygen.depth.kernels import skew_normal_kernel, ternary_mask
+from anomalygen.depth.perlin import perlin_grid_np, random_permutation
 
 FFT_EPS = 1e-5  # float32 FFT round-off below this (Delta_Z is in [-1, 1]) is zeroed: the exact convolution is 0 there
 
@@ -200,7 +200,7 @@ def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS
     d.info["scale"] = scale
     out_rgb, tex_name = None, None
     if rgb is not None:
-        from .textures import TextureSource
+        from anomalygen.depth.textures import TextureSource
 
         textures = textures if textures is not None else TextureSource()
         tex, tex_name = textures.draw(rgb.shape[:2], rng)

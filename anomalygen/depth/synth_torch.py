@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import kernel_radius, skew_normal_kernel
-from .perlin import perlin_grid_torch
-from .synth import FFT_EPS, DAS3DConfig, DefectParams
+from anomalygen.depth.kernels import kernel_radius, skew_normal_kernel
+from anomalygen.depth.perlin import perlin_grid_torch
+from anomalygen.depth.synth import FFT_EPS, DAS3DConfig, DefectParams
 
 
 def depth_defect_batch(z, fg, params: list[DefectParams], cfg: DAS3DConfig, scale):

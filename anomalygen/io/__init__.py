@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import LayoutError
-from . import anomaly_shapenet, mvtec3d, real3d
-from ._paths import subdirs
-from .anomaly_shapenet import AnomalyShapeNetDataset
-from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
-from .gt_txt import read_gt_txt, write_gt_txt
-from .mvtec3d import MVTec3DDataset
-from .pcd import read_pcd, read_pcd_xyz, write_pcd
-from .real3d import Real3DADDataset
-from .samples import GOOD, Dataset, ImageSample, PointSample, Sample, SampleRef
+from anomalygen.errors import LayoutError
+from anomalygen.io import anomaly_shapenet, mvtec3d, real3d
+from anomalygen.io._paths import subdirs
+from anomalygen.io.anomaly_shapenet import AnomalyShapeNetDataset
+from anomalygen.io.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from anomalygen.io.gt_txt import read_gt_txt, write_gt_txt
+from anomalygen.io.mvtec3d import MVTec3DDataset
+from anomalygen.io.pcd import read_pcd, read_pcd_xyz, write_pcd
+from anomalygen.io.real3d import Real3DADDataset
+from anomalygen.io.samples import GOOD, Dataset, ImageSample, PointSample, Sample, SampleRef
 
 LAYOUTS = {
     anomaly_shapenet.LAYOUT: AnomalyShapeNetDataset,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError
-from ._paths import defect_from_stem, natural_key, subdirs
-from .gt_txt import read_gt_txt, write_gt_txt
-from .pcd import read_pcd_xyz, write_pcd
-from .samples import GOOD, Dataset, PointSample, SampleRef
+from anomalygen.errors import FormatError
+from anomalygen.io._paths import defect_from_stem, natural_key, subdirs
+from anomalygen.io.gt_txt import read_gt_txt, write_gt_txt
+from anomalygen.io.pcd import read_pcd_xyz, write_pcd
+from anomalygen.io.samples import GOOD, Dataset, PointSample, SampleRef
 
 
 def load_point_ref(ref: SampleRef, gt_dir: str, delimiter: str) -> PointSample:

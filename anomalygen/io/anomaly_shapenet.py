@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import LayoutError
-from ._point_layout import PointLayout
-from .atomic import write_bytes_atomic
-from .gt_txt import COMMA
-from .samples import GOOD, PointSample
+from anomalygen.errors import LayoutError
+from anomalygen.io._point_layout import PointLayout
+from anomalygen.io.atomic import write_bytes_atomic
+from anomalygen.io.gt_txt import COMMA
+from anomalygen.io.samples import GOOD, PointSample
 
 LAYOUT = "anomaly-shapenet"
 NORMAL_TEST = "positive"  # Anomaly-ShapeNet's word for a normal test sample

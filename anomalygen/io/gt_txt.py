@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError
-from ._text import format_table
-from .atomic import write_bytes_atomic
+from anomalygen.errors import FormatError
+from anomalygen.io._text import format_table
+from anomalygen.io.atomic import write_bytes_atomic
 
 COMMA = ","
 SPACE = " "

@@ -18,10 +18,10 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import FormatError
-from ._paths import natural_key, subdirs
-from .atomic import atomic_path, write_text_atomic
-from .samples import GOOD, Dataset, ImageSample, SampleRef
+from anomalygen.errors import FormatError
+from anomalygen.io._paths import natural_key, subdirs
+from anomalygen.io.atomic import atomic_path, write_text_atomic
+from anomalygen.io.samples import GOOD, Dataset, ImageSample, SampleRef
 
 LAYOUT = "mvtec3d-ad"
 SPLITS = ("train", "validation", "test")

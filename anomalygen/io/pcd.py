@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError
-from ._text import format_table
-from .atomic import write_bytes_atomic
+from anomalygen.errors import FormatError
+from anomalygen.io._text import format_table
+from anomalygen.io.atomic import write_bytes_atomic
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4",
           ("I", 8): "i8", ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8"}

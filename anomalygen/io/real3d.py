@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._point_layout import PointLayout
-from .gt_txt import SPACE
-from .samples import GOOD, PointSample
+from anomalygen.io._point_layout import PointLayout
+from anomalygen.io.gt_txt import SPACE
+from anomalygen.io.samples import GOOD, PointSample
 
 LAYOUT = "real3d-ad"
 DEFECTS = ("bulge", "sink", "cut", "copy")

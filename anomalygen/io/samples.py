@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import LayoutError
+from anomalygen.errors import LayoutError
 
 GOOD = "good"  # our name for a normal sample's "defect" in every layout
 

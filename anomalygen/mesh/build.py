@@ -19,20 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..errors import AnomalygenError
-from ..parallel import ordered_map
-from ..io import PointSample, write_bytes_atomic, write_text_atomic
-from ..io import anomaly_shapenet as asn
-from ..io.samples import GOOD
-from ..recipes import get_key, require
-from . import geometry as g
-from .defects import DEFECTS, REMOVAL
-from .engines import get_engine
-from .labels import label_points
-from .objfile import obj_bytes
-from .refine import refine
-from .sampling import sample_surface
+from anomalygen import __version__
+from anomalygen.errors import AnomalygenError
+from anomalygen.parallel import ordered_map
+from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
+from anomalygen.io import anomaly_shapenet as asn
+from anomalygen.io.samples import GOOD
+from anomalygen.recipes import get_key, require
+from anomalygen.mesh import geometry as g
+from anomalygen.mesh.defects import DEFECTS, REMOVAL
+from anomalygen.mesh.engines import get_engine
+from anomalygen.mesh.labels import label_points
+from anomalygen.mesh.objfile import obj_bytes
+from anomalygen.mesh.refine import refine
+from anomalygen.mesh.sampling import sample_surface
 
 SPLIT_CODE = {"train": 0, "test": 1}
 RETRY_EXPONENT = {"bulge": 2.0, "concavity": 2.0, "bending": 1.0, "hole": 1.5, "break": 1.5, "crack": 1.0, "scratch": 1.0}
@@ -117,7 +117,7 @@ _CACHE: dict = {}
 def _source(settings: Settings):
     key = ("source", settings.source, settings.voxel_pitch)
     if key not in _CACHE:
-        from ..shapes.sources import open_source
+        from anomalygen.shapes.sources import open_source
 
         _CACHE[key] = open_source(settings.source, settings.voxel_pitch)
     return _CACHE[key]
@@ -365,7 +365,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
     settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects)
     get_engine(settings.engine)  # fail fast with the engine's own message
-    from ..shapes.sources import open_source
+    from anomalygen.shapes.sources import open_source
 
     src = open_source(settings.source, settings.voxel_pitch)
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))

@@ -28,8 +28,8 @@ from typing import Any, Callable
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError
-from . import geometry as g
+from anomalygen.errors import AnomalygenError
+from anomalygen.mesh import geometry as g
 
 DEFECTS = ("bulge", "concavity", "hole", "break", "bending", "crack", "scratch")
 REMOVAL = ("hole", "break", "crack")  # labels add the rim rule for these
@@ -66,7 +66,7 @@ class DefectResult:
 
 @lru_cache(maxsize=1)
 def _recipe_defaults() -> dict:
-    from ..recipes import get_key, load_recipe
+    from anomalygen.recipes import get_key, load_recipe
 
     return get_key(load_recipe("anomaly-shapenet"), "defects")
 
@@ -95,7 +95,7 @@ def _realize(defect: str, params: dict, rng: np.random.Generator) -> dict:
 
 
 def _recipe_root_default(key: str) -> float:
-    from ..recipes import get_key, load_recipe
+    from anomalygen.recipes import get_key, load_recipe
 
     r = load_recipe("anomaly-shapenet")
     if key == "target_ratio":

@@ -16,8 +16,8 @@ from typing import Callable, Protocol
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError
-from .defects import DefectResult, apply_defect
+from anomalygen.errors import AnomalygenError
+from anomalygen.mesh.defects import DefectResult, apply_defect
 
 
 class Engine(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from ..io._text import format_table
+from anomalygen.io._text import format_table
 
 
 def obj_bytes(mesh: trimesh.Trimesh) -> bytes:

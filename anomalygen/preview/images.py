@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import AnomalygenError
-from ..io import GOOD, mvtec3d, open_dataset
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import GOOD, mvtec3d, open_dataset
 
 TILE = 192
 
@@ -125,7 +125,7 @@ def preview_image_dataset(directory: Path, out: Path, classes: list[str] | None 
                 sheet.paste(t, (j * TILE, i * TILE))
         out.mkdir(parents=True, exist_ok=True)
         p = out / f"{cls}.png"
-        from ..io import atomic_path
+        from anomalygen.io import atomic_path
 
         with atomic_path(p) as tmp:
             sheet.save(tmp)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import AnomalygenError
-from ..io import GOOD, open_dataset
-from ..io.atomic import atomic_path
-from .splat import point_spacing, render, view_direction
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import GOOD, open_dataset
+from anomalygen.io.atomic import atomic_path
+from anomalygen.preview.splat import point_spacing, render, view_direction
 
 TILE = 240
 LABEL_H = 16
@@ -64,7 +64,7 @@ CANDIDATES = np.array([view_direction(az, el) for el in (-35, 0, 35, 70) for az 
 def best_view(pts: np.ndarray, lab: np.ndarray, center: np.ndarray, extent: float, size: int = 64) -> np.ndarray:
     """The candidate direction from which the most anomalous points win the z-buffer
     (a coarse render per candidate), so the first view shows the defect, not its back."""
-    from .splat import look_rotation
+    from anomalygen.preview.splat import look_rotation
 
     best, best_n = CANDIDATES[0], -1.0
     rel = pts - center

@@ -3,7 +3,7 @@
     from anomalygen.render import Camera, raycast, render_mvtec3d
 """
 
-from .dataset import RenderConfig, render_mvtec3d, render_sample
-from .raycast import Camera, Render, raycast, shade
+from anomalygen.render.dataset import RenderConfig, render_mvtec3d, render_sample
+from anomalygen.render.raycast import Camera, Render, raycast, shade
 
 __all__ = ["Camera", "Render", "RenderConfig", "raycast", "render_mvtec3d", "render_sample", "shade"]

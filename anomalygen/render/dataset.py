@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnomalygenError
-from ..parallel import ordered_map
-from ..io import ImageSample, mvtec3d, write_text_atomic
-from ..recipes import load_recipe, require
-from .raycast import Camera, Render, plane_mesh, raycast, shade
-from .scene import (BUILTIN_COLORS, BUILTIN_DEFECTS, builtin_defect, class_seed, known_classes,
+from anomalygen.errors import AnomalygenError
+from anomalygen.parallel import ordered_map
+from anomalygen.io import ImageSample, mvtec3d, write_text_atomic
+from anomalygen.recipes import load_recipe, require
+from anomalygen.render.raycast import Camera, Render, plane_mesh, raycast, shade
+from anomalygen.render.scene import (BUILTIN_COLORS, BUILTIN_DEFECTS, builtin_defect, class_seed, known_classes,
                     mesh_defects, mesh_engine_available, normal_mesh, place_on_plane)
 
 
@@ -77,7 +77,7 @@ class RenderConfig:
 
 
 def _albedo(shape, base, rng, strength=0.25) -> np.ndarray:
-    from ..depth.perlin import perlin_grid_np, random_permutation
+    from anomalygen.depth.perlin import perlin_grid_np, random_permutation
 
     g = perlin_grid_np(shape, (8, 8), random_permutation(rng), octaves=4, offset=tuple(rng.uniform(0, 64, 2)))
     return np.clip(np.asarray(base, np.float32) * (1 + strength * g[..., None]), 0, 1)
@@ -85,8 +85,8 @@ def _albedo(shape, base, rng, strength=0.25) -> np.ndarray:
 
 def _mesh_engine_defect(mesh, defect: str, rng: np.random.Generator):
     """The mesh issue's operator on the placed mesh; returns (defective mesh, params, labeler)."""
-    from ..mesh.defects import apply_defect
-    from ..mesh.labels import label_points
+    from anomalygen.mesh.defects import apply_defect
+    from anomalygen.mesh.labels import label_points
 
     res = apply_defect(mesh, defect, None, rng)
     diag = float(np.linalg.norm(mesh.extents))

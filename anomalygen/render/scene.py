@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError
+from anomalygen.errors import AnomalygenError
 
 # --------------------------------------------------------------------------- built-in shapes
 
@@ -115,7 +115,7 @@ def mesh_engine_available() -> bool:
 def catalog_classes() -> list[str]:
     if not mesh_engine_available():
         return []
-    from ..io import anomaly_shapenet
+    from anomalygen.io import anomaly_shapenet
 
     return list(anomaly_shapenet.CLASSES)
 
@@ -127,7 +127,7 @@ def known_classes() -> list[str]:
 def mesh_defects() -> tuple[str, ...]:
     if not mesh_engine_available():
         return ()
-    from ..mesh.defects import DEFECTS
+    from anomalygen.mesh.defects import DEFECTS
 
     return tuple(DEFECTS)
 
@@ -143,9 +143,9 @@ def normal_mesh(cls: str, rng: np.random.Generator) -> trimesh.Trimesh:
     if cls in BUILTIN_SHAPES:
         return BUILTIN_SHAPES[cls](rng)
     if cls in catalog_classes():
-        from ..mesh.refine import refine
-        from ..recipes import get_key, load_recipe
-        from ..shapes.catalog import make_shape
+        from anomalygen.mesh.refine import refine
+        from anomalygen.recipes import get_key, load_recipe
+        from anomalygen.shapes.catalog import make_shape
 
         m = make_shape(cls, rng)
         m = refine(m, float(get_key(load_recipe("anomaly-shapenet"), "shapes.max_edge")))

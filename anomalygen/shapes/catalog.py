@@ -17,8 +17,8 @@ import manifold3d as mf
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError
-from ..mesh import geometry as g
+from anomalygen.errors import AnomalygenError
+from anomalygen.mesh import geometry as g
 
 SEG = 96  # circular segments of revolved shapes (refinement adds the rest)
 Add = mf.OpType.Add

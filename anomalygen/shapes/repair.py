@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import trimesh
 
-from ..errors import FormatError
-from ..mesh import geometry as g
-from .catalog import normalize
+from anomalygen.errors import FormatError
+from anomalygen.mesh import geometry as g
+from anomalygen.shapes.catalog import normalize
 
 
 def load_mesh(path) -> trimesh.Trimesh:

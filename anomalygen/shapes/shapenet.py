@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError, FormatError
-from ..io.anomaly_shapenet import CLASSES
-from . import catalog
-from .repair import load_mesh, make_watertight
+from anomalygen.errors import AnomalygenError, FormatError
+from anomalygen.io.anomaly_shapenet import CLASSES
+from anomalygen.shapes import catalog
+from anomalygen.shapes.repair import load_mesh, make_watertight
 
 SYNSETS = {  # Anomaly-ShapeNet family -> ShapeNetCore v2 synset id
     "bag": "02773838", "bottle": "02876657", "bowl": "02880940", "bucket": "02747177", "cap": "02954340",

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError
-from ..io.anomaly_shapenet import CLASSES
-from . import catalog
+from anomalygen.errors import AnomalygenError
+from anomalygen.io.anomaly_shapenet import CLASSES
+from anomalygen.shapes import catalog
 
 
 class ProceduralSource:
@@ -47,8 +47,8 @@ def open_source(source: str | os.PathLike | None, voxel_pitch: float = 0.008):
     root = Path(source)
     if not root.is_dir():
         raise AnomalygenError(f"--source {root}: no such directory")
-    from .shapenet import ShapeNetSource, looks_like_shapenet
-    from .userdir import UserFolderSource
+    from anomalygen.shapes.shapenet import ShapeNetSource, looks_like_shapenet
+    from anomalygen.shapes.userdir import UserFolderSource
 
     if looks_like_shapenet(root):
         return ShapeNetSource(root, voxel_pitch)

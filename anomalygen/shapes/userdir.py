@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ..errors import AnomalygenError, FormatError
-from .repair import load_mesh, make_watertight
-from .sources import natural
+from anomalygen.errors import AnomalygenError, FormatError
+from anomalygen.shapes.repair import load_mesh, make_watertight
+from anomalygen.shapes.sources import natural
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off")
 

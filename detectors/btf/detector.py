@@ -21,13 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import AnomalygenError, RecipeError
-from ...io.samples import ImageSample, PointSample
-from ..base import Detector
-from ..common.fpfh import FPFH_DIM, fpfh
-from ..common.memory_bank import MemoryBank
-from ..common.points import farthest_point_sample
-from ..common.spread import scaled_sigma, spread_to_pixels, spread_to_points
+from anomalygen.errors import AnomalygenError, RecipeError
+from anomalygen.io.samples import ImageSample, PointSample
+from anomalygen.detectors.base import Detector
+from anomalygen.detectors.data import iterate_samples
+from anomalygen.detectors.progress import progress_bar
+from anomalygen.detectors.common.fpfh import FPFH_DIM, fpfh
+from anomalygen.detectors.common.memory_bank import MemoryBank
+from anomalygen.detectors.common.points import farthest_point_sample
+from anomalygen.detectors.common.spread import scaled_sigma, spread_to_pixels, spread_to_points
 
 DEFAULTS = {  # used only when a key is absent; recipes/detectors.yaml holds the shipped values
     "seed": 0, "projection_dim": 128, "reweight_k": 3,
@@ -90,6 +92,7 @@ def _diag(points: np.ndarray) -> float:
 class BTFDetector(Detector):
     name = "btf"
     kinds = ("points", "images")
+    scores_batches = True
 
     def __init__(self, config: dict | None = None, device="auto"):
         super().__init__(config, device)
@@ -124,7 +127,7 @@ class BTFDetector(Detector):
         small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy().copy()
         if c["remove_background"] and np.any(small != 0):
             try:
-                from ...depth.preprocess import BackgroundConfig, remove_background
+                from anomalygen.depth.preprocess import BackgroundConfig, remove_background
             except ImportError:
                 raise AnomalygenError("background removal needs anomalygen.depth, absent from this build; "
                                       "set btf.images.remove_background=false") from None
@@ -148,19 +151,25 @@ class BTFDetector(Detector):
         return f[0].permute(1, 2, 0).reshape(g * g, FPFH_DIM)
 
     # -- interface ---------------------------------------------------------------------
-    def _fit(self, samples, progress) -> None:
+    def _fit(self, data, options) -> None:
+        """Two passes over the lazily read training set: the object scale (median diagonal) first,
+        because the FPFH radii depend on it, then the features. Point clouds are read twice
+        instead of held in memory; prepared organized clouds (small) are kept between passes."""
+        bar = progress_bar(options.progress)
+        read = lambda desc: bar(iterate_samples(data, options.loader_workers, self.kind), desc=desc, total=len(data))  # noqa: E731
         if self.kind == "points":
-            clouds = [np.asarray(s.points, np.float32) for s in samples]
-            diags = [_diag(p) for p in clouds]
+            diags = [_diag(np.asarray(s.points, np.float32)) for s in read("scale")]
+            clouds = None
         else:
-            clouds = [self._prepare_xyz(s.xyz) for s in progress(samples, desc="preprocess")]
+            clouds = [self._prepare_xyz(s.xyz) for s in read("preprocess")]
             diags = [_diag(x[np.any(x != 0, axis=-1)]) for x in clouds]
         self.scale = float(np.median(diags)) or 1.0
         feats = []
-        for x in progress(clouds, desc="features"):
-            if self.kind == "points":
-                feats.append(torch.from_numpy(self._point_features(x)[1]))
-            else:
+        if self.kind == "points":
+            for s in read("features"):
+                feats.append(torch.from_numpy(self._point_features(np.asarray(s.points, np.float32))[1]))
+        else:
+            for x in bar(clouds, desc="features"):
                 feats.append(self._image_features(x))
         feats = torch.cat(feats).to(self.device)
         self.bank = MemoryBank.fit(feats, self.cfg[self.kind]["coreset_fraction"], self.cfg["projection_dim"],

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .points import farthest_point_sample, knn
+from anomalygen.detectors.common.points import farthest_point_sample, knn
 
 
 def greedy_coreset(features: torch.Tensor, fraction: float, projection_dim: int | None = 128,
@@ -90,7 +90,7 @@ class MemoryBank:
         return self.object_score(patches, dist, idx), dist
 
     def save(self, path: str | Path) -> None:
-        from ...io import atomic_path
+        from anomalygen.io import atomic_path
 
         with atomic_path(path) as tmp:
             np.save(tmp, self.features.detach().cpu().numpy())

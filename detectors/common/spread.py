@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .points import knn
+from anomalygen.detectors.common.points import knn
 
 
 def spread_to_points(points: torch.Tensor, centers: torch.Tensor, center_scores: torch.Tensor, k: int = 1) -> torch.Tensor:
