@@ -26,8 +26,9 @@ def main() -> None:
 
     from anomalygen.blender.engine import BlenderEngine
     from anomalygen.blender.workers import WorkerPool
-    from anomalygen.mesh import geometry as g
-    from anomalygen.mesh.defects import DEFECTS
+    from anomalygen import geometry as g
+    from anomalygen.builds.shapenet import defect_params
+    from anomalygen.mesh import DEFECTS
     from anomalygen.mesh.labels import label_points
     from anomalygen.mesh.refine import refine
     from anomalygen.mesh.sampling import sample_surface
@@ -56,7 +57,7 @@ def main() -> None:
                     rng = np.random.default_rng([1, k])
                     t1 = time.perf_counter()
                     try:
-                        res = eng.apply(fine, d, {"tau": tau, "rim_distance": rim}, [2, k, len(d)])
+                        res = eng.apply(fine, d, defect_params(recipe, d), [2, k, len(d)])
                     except ValueError as exc:   # the driver would redraw; count the time anyway
                         print(f"  {d}: draw failed ({str(exc)[:80]})")
                         continue

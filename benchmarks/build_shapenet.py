@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalygen.mesh.build import Job, class_mesh, run_job, settings_from_recipe, build_dataset
-from anomalygen.mesh.defects import DEFECTS
+from anomalygen.builds.shapenet import Job, build_dataset, class_mesh, run_job, settings_from_recipe
+from anomalygen.mesh import DEFECTS
 from anomalygen.recipes import load_recipe
 
 CLASSES = ["bowl2", "vase4", "cup0", "eraser0", "tap1", "helmet1", "shelf0", "bottle1"]
@@ -31,7 +31,7 @@ def per_defect(recipe, per_class: int) -> None:
     settings = settings_from_recipe(recipe)
     out = Path(tempfile.mkdtemp(prefix="bench-defects-"))
     try:
-        from anomalygen.mesh import geometry as g
+        from anomalygen import geometry as g
 
         for c in CLASSES:  # per-class set-up happens once per process in a real build too
             mesh, _ = class_mesh(settings, c)

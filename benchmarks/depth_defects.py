@@ -46,13 +46,14 @@ def main() -> None:
     import noise
     import torch
 
-    from anomalygen.depth.perlin import perlin_grid_np, perlin_grid_torch
-    from anomalygen.depth.synth import DAS3DConfig, draw_params, synthesize
+    from anomalygen.perlin import perlin_grid_np, perlin_grid_torch
+    from anomalygen.depth.synth import draw_params, synthesize
     from anomalygen.depth.synth_torch import depth_defect_batch
-    from anomalygen.depth.preprocess import remove_background
     from anomalygen.depth.textures import TextureSource
     from anomalygen.recipes import load_recipe
-    from anomalygen.render.dataset import RenderConfig, render_sample
+    from anomalygen.builds.settings import das3d_config, render_config
+    from anomalygen.render.sample import render_sample
+    from anomalygen.scans import remove_background
 
     torch.set_num_threads(a.torch_threads or (1 if a.device == "cpu" else torch.get_num_threads()))
     s, b = a.size, a.batch
@@ -108,10 +109,10 @@ def main() -> None:
     print(f"  torch batched ({b} images of the DRAEM mix per call): {r_t:.1f} images/s")
 
     # --- full synthesis samples/s on a rendered scene
-    rcfg = RenderConfig.from_recipe({**load_recipe("render-mvtec3d"), "size": s})
+    rcfg = render_config({**load_recipe("render-mvtec3d"), "size": s})
     sample, _ = render_sample("potato", "train", "good", 0, 0, rcfg)
     fg = remove_background(sample.xyz)
-    cfg = DAS3DConfig.from_recipe(load_recipe("das3d"))
+    cfg = das3d_config(load_recipe("das3d"))
     tex = TextureSource()
     rng = np.random.default_rng(0)
     r_full = rate(lambda: synthesize(sample.xyz, sample.rgb, fg, cfg, rng, tex), a.seconds)

@@ -35,9 +35,10 @@ def main() -> None:
     ap.add_argument("--out", default="out/blender_vs_numpy.png")
     a = ap.parse_args()
 
-    from anomalygen.mesh import geometry as g
-    from anomalygen.mesh.defects import DEFECTS
-    from anomalygen.mesh.engines import get_engine
+    from anomalygen import geometry as g
+    from anomalygen.builds.engines import get_engine
+    from anomalygen.builds.shapenet import defect_params
+    from anomalygen.mesh import DEFECTS
     from anomalygen.mesh.labels import label_points
     from anomalygen.mesh.refine import refine
     from anomalygen.mesh.sampling import sample_surface
@@ -59,7 +60,7 @@ def main() -> None:
         draw.text((4, 24 + row * S + S // 2), d, fill="black")
         results = {}
         for col, eng in enumerate(("numpy", "blender")):
-            res = get_engine(eng).apply(fine, d, {"tau": tau, "rim_distance": rim}, [a.seed, row])
+            res = get_engine(eng).apply(fine, d, defect_params(recipe, d), [a.seed, row])
             pts = sample_surface(res.mesh, a.points, np.random.default_rng(0))[0]
             lab = label_points(pts, fine, res, tau * D, rim * D)
             results[eng] = res

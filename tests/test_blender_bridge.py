@@ -164,7 +164,7 @@ def test_stale_tmpdirs_of_dead_builds_are_cleaned(tmp_path):
 
 def test_engine_is_registered():
     from anomalygen.blender.engine import BlenderEngine
-    from anomalygen.mesh.engines import get_engine
+    from anomalygen.builds.engines import get_engine
 
     assert isinstance(get_engine("blender"), BlenderEngine)
 

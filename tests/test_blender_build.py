@@ -27,7 +27,7 @@ def _files(root):
 
 
 def test_build_with_blender_engine_matches_numpy_layout_and_validates(tmp_path):
-    from anomalygen.mesh.build import build_dataset
+    from anomalygen.builds.shapenet import build_dataset
     from anomalygen.recipes import load_recipe
     from anomalygen.validate import validate_dataset
 

@@ -20,6 +20,14 @@ DEFECTS = ("bulge", "concavity", "hole", "break", "bending", "crack", "scratch")
 TAU, RIM = 0.003, 0.012   # fractions of the diagonal, as in the anomaly-shapenet recipe
 
 
+def params(defect: str) -> dict:
+    """What the build driver passes: the built-in recipe's section for `defect` plus the label thresholds."""
+    from anomalygen.builds.shapenet import defect_params
+    from anomalygen.recipes import load_recipe
+
+    return {**defect_params(load_recipe("anomaly-shapenet"), defect), "tau": TAU, "rim_distance": RIM}
+
+
 @pytest.fixture(scope="module")
 def pool():
     from anomalygen.blender.workers import WorkerPool
@@ -33,7 +41,7 @@ def cup():
     """A thin-walled cup (open top, closed bottom), unit diagonal, refined: holes go through its wall."""
     import manifold3d as mf
 
-    from anomalygen.mesh.geometry import from_manifold
+    from anomalygen.geometry import from_manifold
     from anomalygen.mesh.refine import refine
 
     outer = mf.Manifold.cylinder(0.5, 0.3, 0.3, 48)
@@ -53,7 +61,7 @@ def results(pool, cup):
     eng = BlenderEngine(pool=pool)
     out = {}
     for i, d in enumerate(DEFECTS):
-        out[d] = eng.apply(cup, d, {"tau": TAU, "rim_distance": RIM}, [5, i])
+        out[d] = eng.apply(cup, d, params(d), [5, i])
     return out
 
 
@@ -123,7 +131,7 @@ def test_hole_goes_through_the_thin_wall(results, cup):
 
 
 def test_bending_rotates_the_far_part_rigidly(results, cup):
-    from anomalygen.mesh.geometry import rotation_about
+    from anomalygen.geometry import rotation_about
 
     p = results["bending"].params
     u, pivot, axis = np.array(p["direction"]), np.array(p["pivot"]), np.array(p["axis"])
@@ -171,7 +179,7 @@ def test_labels_follow_the_rule_recomputed_independently(results, cup, defect):
 def test_same_seed_same_mesh(pool, cup, results):
     from anomalygen.blender.engine import BlenderEngine
 
-    again = BlenderEngine(pool=pool).apply(cup, "crack", {"tau": TAU, "rim_distance": RIM}, [5, 5])
+    again = BlenderEngine(pool=pool).apply(cup, "crack", params("crack"), [5, 5])
     first = results["crack"]
     assert np.array_equal(again.mesh.vertices, first.mesh.vertices)
     assert np.array_equal(again.mesh.faces, first.mesh.faces)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from anomalygen.cli import cli
 from anomalygen.io import open_dataset
-from anomalygen.mesh.build import build_dataset
+from anomalygen.builds.shapenet import build_dataset
 from anomalygen.preview.points import preview_point_dataset
 from anomalygen.recipes import load_recipe
 from anomalygen.validate import validate_dataset

@@ -112,9 +112,9 @@ def test_render_mvtec3d_command_and_preview(tmp_path):
                 str(_tiny_render_recipe(tmp_path))])
     assert res.exit_code == 0, res.output
     refs = open_dataset(out).samples("tire")
-    from anomalygen.render.dataset import RenderConfig
+    from anomalygen.builds.settings import render_config
 
-    defects, _ = RenderConfig.from_recipe(load_recipe("render-mvtec3d")).usable_defects()
+    defects, _ = render_config(load_recipe("render-mvtec3d")).usable_defects()
     assert {(r.split, r.defect) for r in refs} == {("train", "good"), ("validation", "good"), ("test", "good")} | {
         ("test", d) for d in defects}
     assert (out / "tire" / "calibration" / "camera_parameters.json").is_file()

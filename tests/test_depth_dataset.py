@@ -6,10 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from anomalygen.depth.build import Job, list_sources, run_job, run_jobs_torch  # noqa: E402
-from anomalygen.depth.dataset import DAS3DDataset  # noqa: E402
-from anomalygen.depth.preprocess import BackgroundConfig  # noqa: E402
-from anomalygen.depth.synth import DAS3DConfig  # noqa: E402
+from anomalygen.builds.depth import Job, list_sources, run_job, run_jobs_torch  # noqa: E402
+from anomalygen.builds.settings import background_config, das3d_config, render_config  # noqa: E402
+from anomalygen.detectors.das3d.data import DAS3DDataset  # noqa: E402
 from anomalygen.io import open_dataset  # noqa: E402
 from anomalygen.recipes import load_recipe  # noqa: E402
 
@@ -18,7 +17,7 @@ def _jobs(out, recipe):
     rr = load_recipe("render-mvtec3d")
     rr.update(size=48, counts={"train": 2, "validation": 0, "test_good": 0, "test_per_defect": 0})
     srcs = list_sources(None, ["potato"], 0, rr)["potato"]
-    cfg, bg = DAS3DConfig.from_recipe(recipe), BackgroundConfig.from_recipe(recipe)
+    cfg, bg = das3d_config(recipe), background_config(recipe)
     return [Job(out, s, k, 2, 48, 0, "das3d", cfg, bg, None) for k, s in enumerate(srcs)]
 
 
@@ -39,9 +38,9 @@ def test_batched_torch_path_draws_the_same_defects_as_numpy(tmp_path):
 
 
 def test_dataset_items_follow_eq12_and_are_reproducible():
-    from anomalygen.render.dataset import RenderConfig, render_sample
+    from anomalygen.render.sample import render_sample
 
-    cfg = RenderConfig.from_recipe({**load_recipe("render-mvtec3d"), "size": 48})
+    cfg = render_config({**load_recipe("render-mvtec3d"), "size": 48})
     samples = [render_sample("cookie", "train", "good", i, 0, cfg)[0] for i in range(2)]
     ds = DAS3DDataset(samples, size=48, seed=3)
     seen = set()

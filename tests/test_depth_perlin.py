@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomalygen.depth.perlin import perlin_grid_np, perlin_grid_torch, pnoise2_np, pnoise2_torch
+from anomalygen.perlin import perlin_grid_np, perlin_grid_torch, pnoise2_np, pnoise2_torch
 
 noise = pytest.importorskip("noise")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomalygen.depth.preprocess import BackgroundConfig, das3d_normalize, remove_background, resize_sample
+from anomalygen.depth import das3d_normalize
+from anomalygen.scans import BackgroundConfig, remove_background, resize_sample
 
 
 def _plane_scene(h=80, w=96):

@@ -11,6 +11,7 @@ from anomalygen.depth.kernels import dilate, kernel_radius, skew_normal_kernel, 
 from anomalygen.depth.synth import (DAS3DConfig, augmentation_dropout, depth_defect, draw_params,
                                     mix_rgb, synthesize)
 from anomalygen.depth.textures import TextureSource
+from anomalygen.builds.settings import das3d_config
 from anomalygen.recipes import load_recipe
 
 H = 96
@@ -18,7 +19,7 @@ H = 96
 
 @pytest.fixture(scope="module")
 def cfg():
-    return DAS3DConfig.from_recipe(load_recipe("das3d"))
+    return das3d_config(load_recipe("das3d"))
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,20 @@ import trimesh
 from scipy.spatial.distance import cdist
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.mesh.defects import DEFECTS, REMOVAL, apply_defect
+from anomalygen.builds.shapenet import defect_params
+from anomalygen.mesh import DEFECTS, REMOVAL, apply_defect
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.sampling import sample_surface
+from anomalygen.recipes import load_recipe
 from anomalygen.shapes.catalog import make_shape
+
+RECIPE = load_recipe("anomaly-shapenet")
+
+
+def P(defect: str, **over) -> dict:
+    """The built-in recipe's parameters for `defect` (what the build driver passes), with overrides."""
+    return {**defect_params(RECIPE, defect), **over}
 
 TAU, RIM = 0.003, 0.012  # fractions of the diagonal (= absolute: shapes have diagonal 1)
 
@@ -45,7 +54,7 @@ def independent_labels(points, original, result):
 def test_labels_match_geometry(shapes, cls, defect):
     mesh = shapes[cls]
     before = mesh.vertices.copy(), mesh.faces.copy()
-    res = apply_defect(mesh, defect, {}, np.random.default_rng(3))
+    res = apply_defect(mesh, defect, P(defect), np.random.default_rng(3))
     assert np.array_equal(mesh.vertices, before[0]) and np.array_equal(mesh.faces, before[1]), "input mutated"
     assert res.mesh.is_watertight, f"{defect} broke watertightness"
     pts = sample_surface(res.mesh, 4000, np.random.default_rng(4))[0].astype(np.float32).astype(np.float64)
@@ -62,7 +71,7 @@ def test_labels_match_geometry(shapes, cls, defect):
 @pytest.mark.parametrize("defect", REMOVAL)
 def test_removal_really_removes_surface(shapes, defect):
     mesh = shapes["cup0"]
-    res = apply_defect(mesh, defect, {}, np.random.default_rng(5))
+    res = apply_defect(mesh, defect, P(defect), np.random.default_rng(5))
     on_original = sample_surface(mesh, 20000, np.random.default_rng(6))[0]
     gone = trimesh.proximity.closest_point(res.mesh, on_original)[1] > TAU
     assert gone.mean() > 0.001, "no part of the original surface was removed"
@@ -75,7 +84,7 @@ def test_removal_really_removes_surface(shapes, defect):
 
 def test_bending_moves_a_region_rigidly(shapes):
     mesh = shapes["eraser0"]
-    res = apply_defect(mesh, "bending", {"angle_deg": 20.0}, np.random.default_rng(7))
+    res = apply_defect(mesh, "bending", P("bending", angle_deg=20.0), np.random.default_rng(7))
     v0, v1 = np.asarray(mesh.vertices), np.asarray(res.mesh.vertices)
     u = np.asarray(res.params["plane_normal"])
     s = v0 @ u
@@ -100,28 +109,36 @@ def test_bending_moves_a_region_rigidly(shapes):
 
 def test_bulge_goes_out_concavity_goes_in(shapes):
     mesh = shapes["eraser0"]
-    up = apply_defect(mesh, "bulge", {}, np.random.default_rng(8)).mesh
-    down = apply_defect(mesh, "concavity", {}, np.random.default_rng(8)).mesh
+    up = apply_defect(mesh, "bulge", P("bulge"), np.random.default_rng(8)).mesh
+    down = apply_defect(mesh, "concavity", P("concavity"), np.random.default_rng(8)).mesh
     assert up.volume > mesh.volume > down.volume
 
 
 def test_same_rng_same_mesh_and_params(shapes):
     for defect in ("crack", "bulge"):
-        a = apply_defect(shapes["cup0"], defect, {}, np.random.default_rng(9))
-        b = apply_defect(shapes["cup0"], defect, {}, np.random.default_rng(9))
+        a = apply_defect(shapes["cup0"], defect, P(defect), np.random.default_rng(9))
+        b = apply_defect(shapes["cup0"], defect, P(defect), np.random.default_rng(9))
         assert np.array_equal(a.mesh.vertices, b.mesh.vertices) and np.array_equal(a.mesh.faces, b.mesh.faces)
         assert a.params == b.params
 
 
-def test_params_come_from_recipe_and_are_realized(shapes):
-    res = apply_defect(shapes["eraser0"], "bulge", {"height": [0.04, 0.04]}, np.random.default_rng(1))
+def test_ranges_are_realized(shapes):
+    res = apply_defect(shapes["eraser0"], "bulge", P("bulge", height=[0.04, 0.04]), np.random.default_rng(1))
     assert res.params["height"] == pytest.approx(0.04)
     assert isinstance(res.params["target_ratio"], float)  # drawn from the recipe's range
 
 
+@pytest.mark.parametrize("missing", ["height", "tau", "target_ratio"])
+def test_a_missing_parameter_is_named(shapes, missing):
+    """Operators read no recipe: what the driver forgets to pass is one clear error naming the key."""
+    params = {k: v for k, v in P("bulge").items() if k != missing}
+    with pytest.raises(AnomalygenError, match=f"needs the parameter '{missing}'"):
+        apply_defect(shapes["eraser0"], "bulge", params, np.random.default_rng(1))
+
+
 def test_unknown_defect_is_a_user_error(shapes):
     with pytest.raises(AnomalygenError, match="unknown defect"):
-        apply_defect(shapes["eraser0"], "dent", {}, np.random.default_rng(0))
+        apply_defect(shapes["eraser0"], "dent", P("bulge"), np.random.default_rng(0))
 
 
 def test_refine_keeps_the_surface():
@@ -141,7 +158,7 @@ def test_deep_dent_on_a_thin_wall_stays_labeled_to_its_floor(seed):
     label: an unlabeled crescent inside the dent. Each vertex is capped by its own wall, so
     every vertex the dent moves by more than 2 tau stays anomalous."""
     bowl = refine(make_shape("bowl0", np.random.default_rng([0, 1])), 0.03)
-    res = apply_defect(bowl, "concavity", {"depth": 0.05}, np.random.default_rng(seed))
+    res = apply_defect(bowl, "concavity", P("concavity", depth=0.05), np.random.default_rng(seed))
     moved = np.linalg.norm(res.mesh.vertices - bowl.vertices, axis=1)
     lab = label_points(np.asarray(res.mesh.vertices), bowl, res, TAU, RIM).astype(bool)
     assert (moved > 2 * TAU).sum() > 50

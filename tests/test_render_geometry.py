@@ -7,7 +7,8 @@ import pytest
 import trimesh
 
 from anomalygen.recipes import load_recipe
-from anomalygen.render.dataset import RenderConfig, defect_gt, render_sample, render_scene
+from anomalygen.builds.settings import render_config
+from anomalygen.render.sample import defect_gt, render_sample, render_scene
 from anomalygen.render.raycast import Camera, plane_mesh, raycast
 
 
@@ -44,7 +45,7 @@ def test_plane_behind_object_fills_the_rest():
 
 
 def test_rendered_defect_has_gt_where_depth_changed_and_seed_reproduces():
-    cfg = RenderConfig.from_recipe({**load_recipe("render-mvtec3d"), "size": 64, "defect_engine": "builtin"})
+    cfg = render_config({**load_recipe("render-mvtec3d"), "size": 64, "defect_engine": "builtin"})
     a, rec = render_sample("peach", "test", "concavity", 0, 7, cfg)
     b, _ = render_sample("peach", "test", "concavity", 0, 7, cfg)
     good, _ = render_sample("peach", "test", "good", 0, 7, cfg)
@@ -78,11 +79,7 @@ def test_defect_gt_rule():
 
 
 def test_mesh_engine_hole_gt_covers_the_missing_material():
-    from anomalygen.render.scene import mesh_engine_available
-
-    if not mesh_engine_available():
-        pytest.skip("anomalygen.mesh (mesh issue) not installed: the renderer uses its built-in defects")
-    cfg = RenderConfig.from_recipe({**load_recipe("render-mvtec3d"), "size": 96})
+    cfg = render_config({**load_recipe("render-mvtec3d"), "size": 96})
     assert cfg.engine() == "mesh"
     normal, bad, _, rec, gt = render_scene("bowl0", cfg, np.random.default_rng(3), "hole")
     assert rec["defect_engine"] == "mesh" and gt.sum() >= cfg.min_gt_pixels * (96 / 256) ** 2

@@ -5,7 +5,7 @@
 
 Division of labour: the SIZE of a defect is decided here exactly as the numpy engine
 decides it (same recipe keys, same target-ratio sizing through
-anomalygen.mesh.geometry, same `size_scale` the build driver adjusts; the SIZERS below
+anomalygen.geometry, same `size_scale` the build driver adjusts; the SIZERS below
 mirror the sizing lines of anomalygen.mesh.defects and must follow them), and the SHAPE
 is made inside Blender by blender_scripts/defect.py (proportional-edit transforms,
 Displace modifiers, MANIFOLD booleans with irregular cutters). The labeler then
@@ -32,8 +32,10 @@ import numpy as np
 import trimesh
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.mesh import geometry as g
-from anomalygen.mesh.defects import DEFECTS, REMOVAL, DefectResult, _realize, bending_frame, break_site, break_size, groove_plan, hole_size
+from anomalygen import geometry as g
+from anomalygen.mesh.result import DEFECTS, REMOVAL, DefectResult
+from anomalygen.mesh.sizing import (bending_frame, break_site, break_size, bump_plan, groove_plan, hole_size,
+                                    realize_params)
 from anomalygen.blender.workers import BlenderCrash, BlenderJobError, WorkerPool
 
 # Blender proportional-edit falloffs usable as brush profiles (the script's names)
@@ -103,22 +105,11 @@ def _reach(falloff: str, level: float) -> float:
     return float(s[ok].max()) if ok.any() else 1e-3
 
 
-def _target_area(mesh: trimesh.Trimesh, p: dict) -> float:
-    return float(p["target_ratio"]) * float(p["size_scale"]) * float(mesh.area)
-
-
-# ------------------------------------------------------------------ sizing (numpy engine's rules)
+# ------------------------------------------------------------------ jobs: the shared sizing, Blender's shapes
 
 def _bump_job(mesh, p, rng, sign):
-    D = g.diagonal(mesh)
-    c, n, _ = g.pick_surface_point(mesh, rng)
-    h = float(p["height"] if sign > 0 else p["depth"]) * D
-    if sign < 0:
-        h = min(h, float(p["max_wall_fraction"]) * g.wall_thickness(mesh, c, n))
-    tau = float(p["tau"]) * D
-    h = max(h, 2.5 * tau)
+    c, n, h, tau, r_lab = bump_plan(mesh, p, rng, sign)
     falloff = FALLOFFS[int(rng.integers(len(FALLOFFS)))]
-    r_lab = g.region_radius(mesh, c, n, _target_area(mesh, p))
     R = max(r_lab / _reach(falloff, tau / h), 1e-6)   # displacement == tau at r_lab
     return {"center": c.tolist(), "normal": n.tolist(), "radius": R, "height": h, "falloff": falloff,
             "roughness": float(rng.uniform(0.0, 0.2))}
@@ -219,7 +210,7 @@ class BlenderEngine:
         if defect not in DEFECTS:
             raise AnomalygenError(f"unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
         rng = np.random.default_rng(seed)
-        p = _realize(defect, params or {}, rng)
+        p = realize_params(defect, params, rng)
         bparams = SIZERS[defect](mesh, p, rng)
         name = hashlib.sha1(repr((defect, np.asarray(seed).tolist(), sorted(bparams.items()))).encode()).hexdigest()[:12]
         out = workdir() / f"{defect}-{name}"

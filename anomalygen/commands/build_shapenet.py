@@ -1,4 +1,4 @@
-"""`anomalygen build-shapenet`: a thin click layer over anomalygen.mesh.build.build_dataset."""
+"""`anomalygen build-shapenet`: a thin click layer over anomalygen.builds.shapenet.build_dataset."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
     scratch. Every sample has 8K-30K points; an anomalous point is one farther than
     tau from the ORIGINAL surface, or (hole/break/crack) within rim_distance of the
     cut's rim. Re-running the same command resumes a killed build to the same bytes.
-    Writes pcd/, GT/, obj/ and manifest.json; check the result with `anomalygen validate`.
+    Writes pcd/<class>/{train,test,GT}, obj/<class>/ and manifest.json; check the result
+    with `anomalygen validate`.
 
     \b
     Examples:
@@ -45,13 +46,13 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
     """
     from tqdm import tqdm
 
-    from anomalygen.mesh.build import build_dataset
+    from anomalygen.builds.shapenet import build_dataset
     from anomalygen.recipes import load_recipe
 
     rec = load_recipe(recipe)
     if engine is None:
         engine = rec.get("engine", "numpy")
-    from anomalygen.mesh.engines import get_engine
+    from anomalygen.builds.engines import get_engine
 
     get_engine(engine)  # one clear line if the engine is not there
     dlist = [d.strip() for d in defects.split(",") if d.strip()] if defects else None

@@ -26,7 +26,7 @@ from tqdm import tqdm
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set depth.p_z=[0.02,0.06] (YAML value).")
 def command(input_spec, out, classes, per_image, size, seed, workers, device, textures, recipe, overrides):
-    """K synthetic anomalous variants of every training image (DAS3D, seed paper 002, Eq. 1-8).
+    """K synthetic anomalous variants of every training image (DAS3D synthesis, Eq. 1-8).
 
     Each variant gets a Perlin ternary mask on the object's foreground, smoothed by a
     random 2-D skew-normal kernel into a depth change Delta_Z (bumps and dents; points
@@ -41,11 +41,11 @@ def command(input_spec, out, classes, per_image, size, seed, workers, device, te
       anomalygen depth-defects --input mvtec3d --out out/das3d
       anomalygen depth-defects --input mvtec3d=~/data/mvtec3d --classes bagel,tire --per-image 4 --out out/das3d-real
     """
-    from anomalygen.depth.build import depth_defects
+    from anomalygen.builds.depth import depth_defects
     from anomalygen.recipes import load_recipe, parse_overrides
 
     rec = load_recipe(recipe, parse_overrides(overrides))
-    bar = lambda total: tqdm(total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
+    bar = lambda it, total: tqdm(it, total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
     root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
                          device, rec, textures, progress=bar)
     click.echo(f"wrote {root} (check: anomalygen validate {root})")

@@ -28,7 +28,7 @@ def command(out, classes, seed, size, workers, recipe):
       anomalygen render-mvtec3d --classes bagel,tire --out out/rendered
     """
     from anomalygen.recipes import load_recipe
-    from anomalygen.render.dataset import render_mvtec3d
+    from anomalygen.builds.render import render_mvtec3d
 
     rec = load_recipe(recipe, {"size": size} if size else None)
     bar = lambda it, total: tqdm(it, total=total, desc="render", unit="image", file=sys.stderr)  # noqa: E731

@@ -1,4 +1,4 @@
-"""DAS3D dual-modal anomaly synthesis (seed paper 002, section 3.2): pure functions.
+"""DAS3D dual-modal anomaly synthesis (DAS3D, ECCV 2024, Section 3.2): pure functions.
 
     M_p = ternary(P, t_p)                     Eq. 1   P: Perlin noise image
     M_t = M_f * M_p                           Eq. 2   M_f: foreground mask
@@ -8,7 +8,8 @@
     I_a = (1-M*) I + M* ((1-beta) I_u + beta I)   Eq. 8
     dropout: d_I, d_Z ~ B(1, p_d)             Eq. 12
 
-Choices the paper leaves open (documented here, set in recipes/das3d.yaml):
+Choices the paper leaves open (documented here, set in recipes/das3d.yaml, read by
+anomalygen.builds.settings.das3d_config):
   * Delta_Z and M* are restricted to the foreground (the convolution spreads M_t past
     the object's silhouette; a change there would invent depth where nothing was measured).
   * p_z and t_h are fractions of the object's extent (`scale`), so one recipe fits a
@@ -28,9 +29,8 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.recipes import require
 from anomalygen.depth.kernels import skew_normal_kernel, ternary_mask
-from anomalygen.depth.perlin import perlin_grid_np, random_permutation
+from anomalygen.perlin import perlin_grid_np, random_permutation
 
 FFT_EPS = 1e-5  # float32 FFT round-off below this (Delta_Z is in [-1, 1]) is zeroed: the exact convolution is 0 there
 
@@ -52,24 +52,6 @@ class DAS3DConfig:
     max_tries: int = 30
     beta: tuple[float, float] = (0.0, 0.8)
     p_d: float = 0.5
-
-    @classmethod
-    def from_recipe(cls, r: dict) -> "DAS3DConfig":
-        return cls(
-            scale_exp=tuple(require(r, "perlin.scale_exp", int, 0, 10)),
-            octaves=require(r, "perlin.octaves", int, 1, 8),
-            persistence=float(require(r, "perlin.persistence", (int, float), 0, 1)),
-            lacunarity=float(require(r, "perlin.lacunarity", (int, float), 1, 4)),
-            t_p=float(require(r, "perlin.t_p", (int, float), 0, 1)),
-            sigma=tuple(float(v) for v in require(r, "kernel.sigma", (int, float), 0.3, 64)),
-            alpha=tuple(float(v) for v in require(r, "kernel.alpha", (int, float), -10, 10)),
-            p_z=tuple(float(v) for v in require(r, "depth.p_z", (int, float), 0, 1)),
-            t_h=float(require(r, "depth.t_h", (int, float), 0, 1)),
-            anomaly_ratio=tuple(float(v) for v in require(r, "depth.anomaly_ratio", (int, float), 0, 1)),
-            max_tries=require(r, "depth.max_tries", int, 1, 1000),
-            beta=tuple(float(v) for v in require(r, "rgb.beta", (int, float), 0, 1)),
-            p_d=float(require(r, "dropout.p_d", (int, float), 0, 1)),
-        )
 
 
 @dataclass
@@ -176,8 +158,35 @@ class Synthesized:
         return float(self.mask.mean())
 
     def record(self) -> dict:
-        return {**self.depth.params.to_json(), "texture": self.texture, "tries": self.tries,
-                "anomaly_ratio": round(self.anomaly_ratio, 6), "scale": self.depth.info.get("scale")}
+        return variant_record(self.depth.params, self.texture, self.tries, self.mask, self.depth.info.get("scale"))
+
+
+def variant_record(params: DefectParams, texture: str | None, tries: int, mask: np.ndarray, scale) -> dict:
+    """The manifest record of one synthesized variant: every draw, the texture, the tries, the ratio."""
+    return {**params.to_json(), "texture": texture, "tries": tries, "anomaly_ratio": round(float(mask.mean()), 6),
+            "scale": scale}
+
+
+def ratio_accepted(mask: np.ndarray, cfg: DAS3DConfig) -> bool:
+    """A draw is kept only when M* is not empty and covers cfg.anomaly_ratio of the image."""
+    lo, hi = cfg.anomaly_ratio
+    return bool(lo <= float(mask.mean()) <= hi and mask.any())
+
+
+def no_defect_error(cfg: DAS3DConfig, fg: np.ndarray) -> AnomalygenError:
+    lo, hi = cfg.anomaly_ratio
+    return AnomalygenError(f"no defect with anomaly ratio in [{lo}, {hi}] after {cfg.max_tries} draws "
+                           f"(foreground covers {fg.mean():.4f} of the image); widen depth.anomaly_ratio")
+
+
+def textured(rgb: np.ndarray, mask: np.ndarray, beta: float, rng: np.random.Generator, textures=None):
+    """Eq. 8 with a texture I_u drawn from `textures` (default: the offline TextureSource):
+    (I_a, texture name)."""
+    from anomalygen.depth.textures import TextureSource
+
+    textures = textures if textures is not None else TextureSource()
+    tex, name = textures.draw(rgb.shape[:2], rng)
+    return mix_rgb(rgb, mask, tex, beta), name
 
 
 def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS3DConfig,
@@ -188,23 +197,17 @@ def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS
     """
     fg = fg.astype(bool) & np.any(xyz != 0, axis=-1)
     scale = object_scale(xyz, fg) if scale is None else float(scale)
-    lo, hi = cfg.anomaly_ratio
     for tries in range(1, cfg.max_tries + 1):
         params = draw_params(rng, cfg, xyz.shape[:2])
         d = depth_defect(xyz[..., 2], fg, params, cfg, scale)
-        if lo <= d.mask.mean() <= hi and d.mask.any():
+        if ratio_accepted(d.mask, cfg):
             break
     else:
-        raise AnomalygenError(f"no defect with anomaly ratio in [{lo}, {hi}] after {cfg.max_tries} draws "
-                              f"(foreground covers {fg.mean():.4f} of the image); widen depth.anomaly_ratio")
+        raise no_defect_error(cfg, fg)
     d.info["scale"] = scale
     out_rgb, tex_name = None, None
     if rgb is not None:
-        from anomalygen.depth.textures import TextureSource
-
-        textures = textures if textures is not None else TextureSource()
-        tex, tex_name = textures.draw(rgb.shape[:2], rng)
-        out_rgb = mix_rgb(rgb, d.mask, tex, params.beta)
+        out_rgb, tex_name = textured(rgb, d.mask, params.beta, rng, textures)
     return Synthesized(move_along_rays(xyz, d.z_a, fg), out_rgb, d.mask, d.delta, d, tex_name, tries)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from anomalygen.depth.kernels import kernel_radius, skew_normal_kernel
-from anomalygen.depth.perlin import perlin_grid_torch
+from anomalygen.perlin import perlin_grid_torch
 from anomalygen.depth.synth import FFT_EPS, DAS3DConfig, DefectParams
 
 

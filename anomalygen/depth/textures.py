@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.depth.perlin import perlin_grid_np, random_permutation
+from anomalygen.perlin import perlin_grid_np, random_permutation
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SKIMAGE_TEXTURES = ("brick", "grass", "gravel", "immunohistochemistry", "hubble_deep_field")

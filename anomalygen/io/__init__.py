@@ -13,7 +13,7 @@ from pathlib import Path
 
 from anomalygen.errors import LayoutError
 from anomalygen.io import anomaly_shapenet, mvtec3d, real3d
-from anomalygen.io._paths import subdirs
+from anomalygen.io._paths import natural_key, subdirs
 from anomalygen.io.anomaly_shapenet import AnomalyShapeNetDataset
 from anomalygen.io.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from anomalygen.io.gt_txt import read_gt_txt, write_gt_txt
@@ -61,7 +61,7 @@ def open_dataset(root: str | os.PathLike, layout: str | None = None) -> Dataset:
 
 __all__ = [
     "GOOD", "LAYOUTS", "AnomalyShapeNetDataset", "Dataset", "ImageSample", "MVTec3DDataset", "PointSample",
-    "Real3DADDataset", "Sample", "SampleRef", "anomaly_shapenet", "atomic_path", "detect_layout", "mvtec3d",
+    "Real3DADDataset", "Sample", "SampleRef", "anomaly_shapenet", "atomic_path", "detect_layout", "mvtec3d", "natural_key", "subdirs",
     "open_dataset", "read_gt_txt", "read_pcd", "read_pcd_xyz", "real3d", "write_bytes_atomic", "write_gt_txt",
     "write_pcd", "write_text_atomic",
 ]

@@ -19,8 +19,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from anomalygen.mesh.defects import DefectResult
-from anomalygen.mesh.geometry import scene
+from anomalygen.mesh.result import DefectResult
+from anomalygen.geometry import scene
 
 
 def distance_to_surface(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:

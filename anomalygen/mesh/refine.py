@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import trimesh
 
-from anomalygen.mesh import geometry as g
+from anomalygen import geometry as g
 
 
 def refine(mesh: trimesh.Trimesh, max_edge: float) -> trimesh.Trimesh:

@@ -1,22 +1,22 @@
 """Scenes for the renderer: an object mesh resting on a background plane under a camera.
 
 Shapes: six built-in MVTec-3D-like objects (bagel, cookie, dowel, peach, potato, tire)
-and, when the mesh issue's modules are installed, the 40 classes of its procedural
-catalog (`anomalygen.shapes.catalog`). Defects: the mesh issue's seven operators
-(`anomalygen.mesh.defects.apply_defect`) when installed, else the built-in bulge and
-concavity below. `mesh_engine_available()` says which; the renderer checks at run time
-and says what it skipped.
+and the 40 classes of the procedural shape catalog (`anomalygen.shapes.catalog`).
+Defects: the seven mesh defect operators (`anomalygen.mesh.apply_defect`, engine 'mesh'),
+or the built-in bulge and concavity below (engine 'builtin': smooth cosine bumps whose
+gt is the depth change).
 """
 
 from __future__ import annotations
-
-import importlib
-import zlib
 
 import numpy as np
 import trimesh
 
 from anomalygen.errors import AnomalygenError
+from anomalygen.io import anomaly_shapenet
+from anomalygen.mesh.refine import refine
+from anomalygen.mesh.result import DEFECTS
+from anomalygen.shapes.catalog import make_shape
 
 # --------------------------------------------------------------------------- built-in shapes
 
@@ -68,7 +68,7 @@ def _dowel(rng):
 BUILTIN_SHAPES = {"bagel": _bagel, "cookie": _cookie, "dowel": _dowel, "peach": _peach, "potato": _potato, "tire": _tire}
 BUILTIN_COLORS = {"bagel": (0.72, 0.47, 0.22), "cookie": (0.80, 0.62, 0.38), "dowel": (0.78, 0.63, 0.45),
                   "peach": (0.93, 0.58, 0.38), "potato": (0.76, 0.64, 0.42), "tire": (0.16, 0.16, 0.17)}
-BUILTIN_DEFECTS = ("bulge", "concavity")  # the mesh issue's names for the same two shapes
+BUILTIN_DEFECTS = ("bulge", "concavity")  # the mesh operators' names for the same two shapes
 
 
 def _refine(mesh: trimesh.Trimesh, max_edge: float) -> trimesh.Trimesh:
@@ -98,25 +98,10 @@ def builtin_defect(mesh: trimesh.Trimesh, defect: str, rng: np.random.Generator,
                                                            "height": round(height, 6)}
 
 
-# --------------------------------------------------------------------------- backends
-
-
-def mesh_engine_available() -> bool:
-    """True when the mesh issue's catalog and defect operators are importable."""
-    try:
-        importlib.import_module("anomalygen.shapes.catalog")
-        importlib.import_module("anomalygen.mesh.defects")
-        importlib.import_module("anomalygen.mesh.labels")
-    except ImportError:
-        return False
-    return True
+# --------------------------------------------------------------------------- classes and defects
 
 
 def catalog_classes() -> list[str]:
-    if not mesh_engine_available():
-        return []
-    from anomalygen.io import anomaly_shapenet
-
     return list(anomaly_shapenet.CLASSES)
 
 
@@ -125,30 +110,17 @@ def known_classes() -> list[str]:
 
 
 def mesh_defects() -> tuple[str, ...]:
-    if not mesh_engine_available():
-        return ()
-    from anomalygen.mesh.defects import DEFECTS
-
     return tuple(DEFECTS)
 
 
-def class_seed(*parts) -> int:
-    """Stable integer from (seed, class, split, index): identical for any worker count."""
-    return zlib.crc32("/".join(map(str, parts)).encode())
-
-
-def normal_mesh(cls: str, rng: np.random.Generator) -> trimesh.Trimesh:
-    """A normal mesh of `cls`: built-in MVTec-like shapes, else the mesh issue's procedural catalog
-    (Z up there; turned so its top faces the camera, which looks along +Z)."""
+def normal_mesh(cls: str, rng: np.random.Generator, max_edge: float) -> trimesh.Trimesh:
+    """A normal mesh of `cls`: built-in MVTec-like shapes, else the procedural catalog's, refined
+    to `max_edge` (Z up there; turned so its top faces the camera, which looks along +Z)."""
     if cls in BUILTIN_SHAPES:
         return BUILTIN_SHAPES[cls](rng)
     if cls in catalog_classes():
-        from anomalygen.mesh.refine import refine
-        from anomalygen.recipes import get_key, load_recipe
-        from anomalygen.shapes.catalog import make_shape
-
         m = make_shape(cls, rng)
-        m = refine(m, float(get_key(load_recipe("anomaly-shapenet"), "shapes.max_edge")))
+        m = refine(m, max_edge)
         m.apply_transform(trimesh.transformations.rotation_matrix(np.pi, [1, 0, 0]))
         return m
     raise AnomalygenError(f"unknown class {cls!r}; renderer classes: {', '.join(known_classes())}")

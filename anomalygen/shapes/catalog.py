@@ -18,7 +18,7 @@ import numpy as np
 import trimesh
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.mesh import geometry as g
+from anomalygen import geometry as g
 
 SEG = 96  # circular segments of revolved shapes (refinement adds the rest)
 Add = mf.OpType.Add

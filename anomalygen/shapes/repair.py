@@ -11,7 +11,7 @@ from __future__ import annotations
 import trimesh
 
 from anomalygen.errors import FormatError
-from anomalygen.mesh import geometry as g
+from anomalygen import geometry as g
 from anomalygen.shapes.catalog import normalize
 
 

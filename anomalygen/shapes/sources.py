@@ -11,7 +11,6 @@ bounding-box diagonal, and `describe(cls)` for the manifest.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,3 @@ def open_source(source: str | os.PathLike | None, voxel_pitch: float = 0.008):
     if looks_like_shapenet(root):
         return ShapeNetSource(root, voxel_pitch)
     return UserFolderSource(root, voxel_pitch)
-
-
-def natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]

@@ -16,8 +16,8 @@ import numpy as np
 import trimesh
 
 from anomalygen.errors import AnomalygenError, FormatError
+from anomalygen.io import natural_key, subdirs
 from anomalygen.shapes.repair import load_mesh, make_watertight
-from anomalygen.shapes.sources import natural
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off")
 
@@ -29,9 +29,8 @@ class UserFolderSource:
         self.root = Path(root)
         self.voxel_pitch = voxel_pitch
         self.files: dict[str, Path] = {}
-        for d in sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                        key=lambda p: natural(p.name)):
-            meshes = sorted((f for f in d.iterdir() if f.suffix.lower() in MESH_SUFFIXES), key=lambda f: natural(f.name))
+        for d in subdirs(self.root):
+            meshes = sorted((f for f in d.iterdir() if f.suffix.lower() in MESH_SUFFIXES), key=natural_key)
             if len(meshes) == 1:
                 self.files[d.name] = meshes[0]
             else:

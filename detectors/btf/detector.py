@@ -120,14 +120,14 @@ class BTFDetector(Detector):
     def _prepare_xyz(self, xyz: np.ndarray) -> np.ndarray:
         """xyz resized (nearest) to image_size^2, background zeroed as BTF preprocesses MVTec 3D-AD:
         RANSAC plane on the border pixels, points within plane_distance dropped, largest DBSCAN
-        cluster kept (anomalygen.depth.preprocess.remove_background, seeded, deterministic)."""
+        cluster kept (anomalygen.scans.remove_background, seeded, deterministic)."""
         c = self.cfg["images"]
         s = c["image_size"]
         t = torch.as_tensor(np.asarray(xyz), dtype=torch.float32).permute(2, 0, 1)[None]
         small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy().copy()
         if c["remove_background"] and np.any(small != 0):
             try:
-                from anomalygen.depth.preprocess import BackgroundConfig, remove_background
+                from anomalygen.scans import BackgroundConfig, remove_background
             except ImportError:
                 raise AnomalygenError("background removal needs anomalygen.depth, absent from this build; "
                                       "set btf.images.remove_background=false") from None

@@ -1,7 +1,11 @@
-"""Small geometric helpers shared by the defect operators (no I/O, no state).
+"""Triangle-mesh geometry shared by every stage that handles meshes (no I/O, no state):
+the shape catalog and mesh repair, the defect operators and their sizing, the Blender
+engine's sizing and the renderer. It sits below all of them so none imports another.
 
-Lengths handed to operators are fractions of the object's bounding-box diagonal
-(`diagonal(mesh)`), so one recipe fits objects of any scale.
+Manifold3d conversions (watertight booleans), open3d raycasting (distances, wall
+thickness, exposed faces), surface picking, frames and rotations, and a canonical
+vertex/face order. Lengths handed to defect operators are fractions of the object's
+bounding-box diagonal (`diagonal(mesh)`), so one recipe fits objects of any scale.
 """
 
 from __future__ import annotations

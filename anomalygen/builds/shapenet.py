@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import time
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,13 +25,15 @@ from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
-from anomalygen.mesh import geometry as g
-from anomalygen.mesh.defects import DEFECTS, REMOVAL
-from anomalygen.mesh.engines import get_engine
+from anomalygen import geometry as g
+from anomalygen.builds.engines import get_engine
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
+from anomalygen.mesh.result import DEFECTS, REMOVAL
 from anomalygen.mesh.sampling import sample_surface
+from anomalygen.seeds import class_entropy
+from anomalygen.shapes.sources import open_source
 
 SPLIT_CODE = {"train": 0, "test": 1}
 RETRY_EXPONENT = {"bulge": 2.0, "concavity": 2.0, "bending": 1.0, "hole": 1.5, "break": 1.5, "crack": 1.0, "scratch": 1.0}
@@ -88,19 +89,15 @@ class Record:
 
 # ------------------------------------------------------------------ planning
 
-def class_seed(seed: int, cls: str) -> list[int]:
-    return [int(seed), zlib.crc32(cls.encode())]
-
-
 def sample_seed(seed: int, cls: str, split: str, index: int) -> list[int]:
-    return class_seed(seed, cls) + [SPLIT_CODE[split], int(index)]
+    return class_entropy(seed, cls, SPLIT_CODE[split], index)
 
 
 def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str]) -> list[Job]:
     """The jobs of one class: `train` templates, then `test` samples whose defect types cycle
     through `defects` (order shuffled per class) with round(test * normal_fraction) normals."""
     jobs = [Job(cls, "train", k, GOOD, asn.sample_name(cls, "train", k)) for k in range(train)]
-    rng = np.random.default_rng(class_seed(seed, cls) + [7])
+    rng = np.random.default_rng(class_entropy(seed, cls, 7))
     n_normal = int(round(test * normal_fraction)) if defects else test
     order = list(rng.permutation(defects)) if defects else []
     kinds = [GOOD] * n_normal + [order[i % len(order)] for i in range(test - n_normal)]
@@ -117,8 +114,6 @@ _CACHE: dict = {}
 def _source(settings: Settings):
     key = ("source", settings.source, settings.voxel_pitch)
     if key not in _CACHE:
-        from anomalygen.shapes.sources import open_source
-
         _CACHE[key] = open_source(settings.source, settings.voxel_pitch)
     return _CACHE[key]
 
@@ -128,7 +123,7 @@ def class_mesh(settings: Settings, cls: str):
     key = ("mesh", settings.source, settings.seed, cls, settings.max_edge)
     if key not in _CACHE:
         src = _source(settings)
-        mesh = src.mesh(cls, np.random.default_rng(class_seed(settings.seed, cls)))
+        mesh = src.mesh(cls, np.random.default_rng(class_entropy(settings.seed, cls)))
         fine = refine(mesh, settings.max_edge * g.diagonal(mesh))
         _CACHE[key] = (fine, src.describe(cls))
         for k in [k for k in _CACHE if k[0] == "mesh" and k != key][:-2]:  # keep a few classes only
@@ -319,6 +314,16 @@ def resolve_classes(classes, available: list[str], default) -> list[str]:
     return names
 
 
+def defect_params(recipe: dict, defect: str) -> dict:
+    """Everything `anomalygen.mesh.apply_defect` needs for one defect type, from a recipe: its
+    `defects.<defect>` section plus the label thresholds (tau, rim_distance)."""
+    section = get_key(recipe, f"defects.{defect}", None)
+    if not isinstance(section, dict):
+        raise AnomalygenError(f"recipe {recipe.get('_source', '')} has no defects.{defect} section")
+    return {**section, "tau": float(require(recipe, "labels.tau", (int, float), 0, 1)),
+            "rim_distance": float(require(recipe, "labels.rim_distance", (int, float), 0, 1))}
+
+
 def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, defects=None) -> Settings:
     pts = require(recipe, "dataset.points", int, 1)
     ratio = require(recipe, "labels.anomaly_ratio", (int, float), 0, 1)
@@ -365,8 +370,6 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
     settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects)
     get_engine(settings.engine)  # fail fast with the engine's own message
-    from anomalygen.shapes.sources import open_source
-
     src = open_source(settings.source, settings.voxel_pitch)
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
     train = int(require(recipe, "dataset.train_per_class", int, 0) if train_per_class is None else train_per_class)

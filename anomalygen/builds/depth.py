@@ -7,7 +7,7 @@ Output (under OUT):
     <class>/test/<defect_name>/NNN   variant k of training image i is NNN = i*K + k (xyz, rgb, gt)
     manifest.json                    recipe, seed, per-variant parameters, validate bounds
 
-Input: a real MVTec 3D-AD tree, or (no path) the rendered default (anomalygen.render).
+Input: a real MVTec 3D-AD tree, or (no path) the rendered default (anomalygen.render.sample).
 Every variant's Generator is seeded from (seed, class, training image, k), so any number
 of workers and either device writes the same parameters; on one device, the same bytes.
 """
@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from anomalygen.builds.settings import background_config, das3d_config, render_config
+from anomalygen.depth.synth import (DAS3DConfig, draw_params, move_along_rays, no_defect_error, object_scale,
+                                    ratio_accepted, synthesize, textured, variant_record)
+from anomalygen.depth.textures import TextureSource
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
+from anomalygen.parallel import ordered_map
 from anomalygen.recipes import get_key, load_recipe, require
-from anomalygen.depth.preprocess import BackgroundConfig, remove_background, resize_sample
-from anomalygen.depth.synth import DAS3DConfig, draw_params, mix_rgb, move_along_rays, object_scale, synthesize
-from anomalygen.depth.textures import TextureSource
+from anomalygen.render.sample import render_sample
+from anomalygen.render.scene import known_classes
+from anomalygen.scans import BackgroundConfig, remove_background, resize_sample
+from anomalygen.seeds import path_seed
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,6 @@ class Source:
     def load(self) -> ImageSample:
         if self.ref is not None:
             return self.ref.load()
-        from anomalygen.render.dataset import render_sample
-
         index, seed, cfg = self.render
         return render_sample(self.cls, self.split, self.defect, index, seed, cfg)[0]
 
@@ -63,11 +66,8 @@ def list_sources(input_path: Path | None, classes: list[str] | None, seed: int,
     """{class: sources} for the train, validation and normal test images of each class."""
     out: dict[str, list[Source]] = {}
     if input_path is None:
-        from anomalygen.render.dataset import RenderConfig
-        from anomalygen.render.scene import known_classes
-
         rr = render_recipe or load_recipe("render-mvtec3d")
-        cfg = RenderConfig.from_recipe(rr)
+        cfg = render_config(rr)
         classes = classes or list(require(rr, "classes", str))
         for c in classes:
             if c not in known_classes():
@@ -92,9 +92,7 @@ def list_sources(input_path: Path | None, classes: list[str] | None, seed: int,
 
 
 def variant_rng(seed: int, cls: str, train_name: str, k: int) -> np.random.Generator:
-    from anomalygen.render.scene import class_seed
-
-    return np.random.default_rng(class_seed(seed, "das3d", cls, train_name, k))
+    return np.random.default_rng(path_seed(seed, "das3d", cls, train_name, k))
 
 
 @dataclass(frozen=True)
@@ -167,11 +165,10 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
     """GPU path: depth defects of many variants per batched call; same parameter draws as run_job."""
     import torch
 
-    from anomalygen.depth.synth_torch import depth_defect_batch
+    from anomalygen.depth.synth_torch import depth_defect_batch  # imports torch
 
     records: list[dict] = []
     pending = []  # (job, k, rng, xyz, rgb, fg, scale)
-    bar = progress(total=len(jobs)) if progress else None
     textures = TextureSource(jobs[0].textures) if jobs else None
 
     def flush():
@@ -189,14 +186,11 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
             retry = []
             for i, w in enumerate(work):
                 tries[id(w)] += 1
-                lo, hi = w[0].cfg.anomaly_ratio
-                ratio = float(mask[i].mean())
-                if lo <= ratio <= hi and mask[i].any():
+                if ratio_accepted(mask[i], w[0].cfg):
                     done[id(w)] = (params[i], z_a[i], mask[i], tries[id(w)])
                 elif tries[id(w)] >= w[0].cfg.max_tries:
                     s = w[0].source
-                    raise AnomalygenError(f"{s.cls}/{s.split}/{s.name}: no defect with anomaly ratio in [{lo}, {hi}] "
-                                          f"after {w[0].cfg.max_tries} draws; widen depth.anomaly_ratio")
+                    raise AnomalygenError(f"{s.cls}/{s.split}/{s.name}: {no_defect_error(w[0].cfg, w[5])}")
                 else:
                     retry.append(w)
             work = retry
@@ -208,13 +202,11 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
             p, z_a, mask, ntries = done[id(w)]
             out_rgb, tex = None, None
             if rgb is not None:
-                tex_img, tex = textures.draw(rgb.shape[:2], rng)
-                out_rgb = mix_rgb(rgb, mask, tex_img, p.beta)
-            rec = {**p.to_json(), "texture": tex, "tries": ntries, "anomaly_ratio": round(float(mask.mean()), 6),
-                   "scale": scale}
+                out_rgb, tex = textured(rgb, mask, p.beta, rng, textures)
+            rec = variant_record(p, tex, ntries, mask, scale)
             records.append(_write_variant(job, k, move_along_rays(xyz, z_a, fg), out_rgb, mask, rec))
 
-    for job in jobs:
+    for job in (progress(jobs, len(jobs)) if progress else jobs):
         _, xyz, rgb = _prepare(job)
         records.append(_write_normal(job, xyz, rgb))
         if job.train_index >= 0:
@@ -228,13 +220,9 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
             if len(pending) >= batch:
                 items = list(pending)
                 finish(items, flush())
-        if bar:
-            bar.update(1)
     if pending:
         items = list(pending)
         finish(items, flush())
-    if bar:
-        bar.close()
     return records
 
 
@@ -250,10 +238,11 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
                   per_image: int | None = None, size: int | None = None, seed: int | None = None, workers: int = 1,
                   device: str = "cpu", recipe: dict | None = None, textures: str | None = None,
                   progress=None) -> Path:
-    """Write the DAS3D synthetic dataset under `out`; returns `out`. `progress(total=n)` makes a tqdm-like bar."""
+    """Write the DAS3D synthetic dataset under `out`; returns `out`. `progress(iterable, total)` wraps the
+    stream of finished input images (e.g. tqdm)."""
     recipe = recipe or load_recipe("das3d")
-    cfg = DAS3DConfig.from_recipe(recipe)
-    bg = BackgroundConfig.from_recipe(recipe)
+    cfg = das3d_config(recipe)
+    bg = background_config(recipe)
     seed = require(recipe, "seed", int) if seed is None else seed
     per_image = require(recipe, "per_image", int, 1, 1000) if per_image is None else per_image
     size = require(recipe, "size", int, 0, 4096) if size is None else size
@@ -291,23 +280,9 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
     if device == "cuda":
         records = run_jobs_torch(jobs, "cuda", progress=progress)
     else:
-        bar = progress(total=len(jobs)) if progress else None
-        records = []
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for r in pool.map(run_job, jobs, chunksize=1):
-                    records += r
-                    if bar:
-                        bar.update(1)
-        else:
-            for j in jobs:
-                records += run_job(j)
-                if bar:
-                    bar.update(1)
-        if bar:
-            bar.close()
+        records = [r for rs in ordered_map(run_job, jobs, workers, progress) for r in rs]
     manifest = {
-        "generator": "anomalygen depth-defects (DAS3D, seed paper 002 Eq. 1-8)",
+        "generator": "anomalygen depth-defects (DAS3D synthesis, Eq. 1-8)",
         "input": str(input_path) if input_path else "rendered default (anomalygen render-mvtec3d recipe)",
         "recipe": recipe.get("_source"), "seed": seed, "per_image": per_image, "size": size, "device": device,
         "textures": textures, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},

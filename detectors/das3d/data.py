@@ -1,4 +1,4 @@
-"""A torch Dataset that synthesizes DAS3D training pairs on the fly (for the DAS3D detector).
+"""DAS3D training pairs synthesized on the fly: the DAS3D detector's training data.
 
 Each item: the normal (I, Z), its augmented (I~_a, Z~_a) after augmentation dropout
 (Eq. 12) and the mask M~*. Images go through the paper's preprocessing once (background
@@ -6,6 +6,7 @@ removal, resize to `size`); synthesis runs on the metric depth, then depth is sc
 (0, 1) with the NORMAL image's foreground range (background := 1, rgb background := 0),
 so Z~_a - Z is the defect in the same units for both. Draws come from (seed, epoch,
 index): call `set_epoch(e)` for fresh defects each epoch, identical across workers.
+Synthesis is anomalygen.depth's public functions; the recipe is read by anomalygen.builds.settings.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalygen.builds.settings import background_config, das3d_config
+from anomalygen.depth import TextureSource, augmentation_dropout, remove_background, resize_sample, synthesize
 from anomalygen.io import GOOD, ImageSample, open_dataset
 from anomalygen.recipes import load_recipe, require
-from anomalygen.depth.preprocess import BackgroundConfig, remove_background, resize_sample
-from anomalygen.depth.synth import DAS3DConfig, augmentation_dropout, synthesize
-from anomalygen.depth.textures import TextureSource
 
 try:
     from torch.utils.data import Dataset as _TorchDataset
@@ -33,8 +33,8 @@ class DAS3DDataset(_TorchDataset):
                  recipe: dict | str = "das3d", seed: int | None = None, textures: str | None = None,
                  dropout: bool = True, split: str = "train"):
         recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
-        self.cfg = DAS3DConfig.from_recipe(recipe)
-        self.bg = BackgroundConfig.from_recipe(recipe)
+        self.cfg = das3d_config(recipe)
+        self.bg = background_config(recipe)
         self.size = require(recipe, "size", int, 0, 4096) if size is None else size
         self.seed = require(recipe, "seed", int) if seed is None else seed
         self.textures = TextureSource(textures or require(recipe, "rgb.textures", str))

@@ -1,15 +1,15 @@
-"""Preprocessing the field applies to MVTec 3D-AD organized clouds (BTF / M3DM / DAS3D).
+"""Organized scans (H x W x 3 xyz images, zeros where nothing was measured): the
+preprocessing the field applies to MVTec 3D-AD before anything else (BTF, M3DM, DAS3D).
 
     remove_background   RANSAC plane on the border pixels, drop points within 0.005 of it,
                         keep the largest DBSCAN cluster (open3d)  -> foreground mask
     resize_sample       xyz and masks by nearest neighbour (an invalid pixel never blends
                         into a valid one), rgb bilinear
-    das3d_normalize     DAS3D's network input: removed depth := max remaining depth,
-                        depth scaled to (0, 1), background rgb := 0
 
-The plane fit is a vectorized numpy RANSAC driven by our seeded Generator instead of
-open3d's segment_plane, whose global random state would make outputs depend on the
-worker that ran them; DBSCAN is open3d's (deterministic).
+Shared by the depth-defect synthesizer, the build drivers and the detectors, so it sits
+below all of them. The plane fit is a vectorized numpy RANSAC driven by our seeded
+Generator instead of open3d's segment_plane, whose global random state would make
+outputs depend on the worker that ran them; DBSCAN is open3d's (deterministic).
 """
 
 from __future__ import annotations
@@ -29,16 +29,6 @@ class BackgroundConfig:
     ransac_iterations: int = 200
     dbscan_eps: float = 4.0
     dbscan_min_points: int = 10
-
-    @classmethod
-    def from_recipe(cls, r: dict) -> "BackgroundConfig":
-        from anomalygen.recipes import require
-
-        return cls(border=float(require(r, "foreground.border", (int, float), 0.01, 0.5)),
-                   plane_distance=float(require(r, "foreground.plane_distance", (int, float), 0, 10)),
-                   ransac_iterations=require(r, "foreground.ransac_iterations", int, 1, 100000),
-                   dbscan_eps=float(require(r, "foreground.dbscan_eps", (int, float), 0.1, 1000)),
-                   dbscan_min_points=require(r, "foreground.dbscan_min_points", int, 1, 100000))
 
 
 def fit_plane_ransac(pts: np.ndarray, distance: float, iterations: int, rng: np.random.Generator) -> np.ndarray:
@@ -120,16 +110,3 @@ def resize_sample(xyz: np.ndarray, rgb: np.ndarray | None, mask: np.ndarray | No
     rgb2 = None if rgb is None else np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
     mask2 = None if mask is None else np.ascontiguousarray(_resize_nearest(mask, (size, size)))
     return xyz2, rgb2, mask2
-
-
-def das3d_normalize(z: np.ndarray, fg: np.ndarray, rgb: np.ndarray | None = None):
-    """DAS3D input: depth off the foreground := max foreground depth, min-max scaled to (0, 1) on the
-    foreground; rgb off the foreground := 0, scaled to [0, 1]. Returns (depth float32, rgb float32|None, (lo, hi))."""
-    if not fg.any():
-        raise AnomalygenError("no foreground pixel to normalize")
-    zf = z[fg]
-    lo, hi = float(zf.min()), float(zf.max())
-    d = np.where(fg, z, hi)
-    d = ((d - lo) / max(hi - lo, 1e-9)).astype(np.float32)
-    out_rgb = None if rgb is None else (rgb.astype(np.float32) / 255.0) * fg[..., None]
-    return d, out_rgb, (lo, hi)

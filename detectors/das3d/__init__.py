@@ -1,0 +1,1 @@
+"""DAS3D (ECCV 2024): the detector trained on its own depth + RGB synthesis. Today: its training data."""
