@@ -48,66 +48,13 @@ from _scene import (  # noqa: E402  (blender_scripts/_scene.py)
     apply_modifier, bvh_of, export_ply, import_mesh, is_watertight, make_object, reset_scene,
     select_vertices, set_vertices, triangles, triangulate, vertex_normals, vertices, weight_group,
 )
+from _params import Params, object_scale, path_start, site  # noqa: E402  (blender_scripts/_params.py)
 from _surface import (  # noqa: E402  (blender_scripts/_surface.py)
-    polyline_distance, refine_near, smooth_noise, surface_path, surface_point, tangent_basis, unit,
+    polyline_distance, refine_near, smooth_noise, surface_path, tangent_basis, unit,
 )
 
 DEFECTS = ("bulge", "concavity", "hole", "break", "bending", "crack", "scratch")
 FALLOFFS = ("SMOOTH", "SPHERE", "ROOT", "SHARP", "LINEAR", "INVERSE_SQUARE")
-
-
-# ----------------------------------------------------------------- parameters
-
-class Params:
-    """Realized parameters: given values win, missing ones are drawn from the seed."""
-
-    def __init__(self, given: dict, rng: np.random.Generator, scale: float):
-        self.given, self.rng, self.scale, self.out = dict(given or {}), rng, scale, {}
-
-    def length(self, key: str, lo_rel: float, hi_rel: float) -> float:
-        """A length: given absolute value, or given '<key>_rel' fraction of L, or drawn in [lo, hi]*L."""
-        if key in self.given:
-            v = float(self.given[key])
-        elif key + "_rel" in self.given:
-            v = float(self.given[key + "_rel"]) * self.scale
-        else:
-            v = float(self.rng.uniform(lo_rel, hi_rel)) * self.scale
-        self.out[key] = v
-        return v
-
-    def number(self, key: str, lo: float, hi: float) -> float:
-        v = float(self.given[key]) if key in self.given else float(self.rng.uniform(lo, hi))
-        self.out[key] = v
-        return v
-
-    def choice(self, key: str, options) -> str:
-        v = str(self.given[key]) if key in self.given else str(options[self.rng.integers(len(options))])
-        if v not in options:
-            raise ValueError(f"{key}={v!r}: expected one of {', '.join(options)}")
-        self.out[key] = v
-        return v
-
-    def vector(self, key: str, default) -> np.ndarray:
-        v = np.asarray(self.given[key], float) if key in self.given else np.asarray(default, float)
-        self.out[key] = [float(x) for x in v]
-        return v
-
-
-def object_scale(ob) -> tuple[float, np.ndarray, np.ndarray]:
-    co = vertices(ob)
-    lo, hi = co.min(0), co.max(0)
-    return float(np.linalg.norm(hi - lo)), (lo + hi) / 2, co
-
-
-def site(ob, P: Params) -> tuple[np.ndarray, np.ndarray]:
-    """Defect centre on the surface and its outward normal (given or drawn)."""
-    p, n = surface_point(ob, P.rng)
-    c = P.vector("center", p)
-    if "center" in P.given:   # snap a given centre onto the surface
-        loc, nrm, _, _ = bvh_of(ob).find_nearest(Vector(c))
-        c, n = np.array(loc), np.array(nrm)
-        P.out["center"] = [float(x) for x in c]
-    return c, unit(P.vector("normal", n))
 
 
 # ----------------------------------------------------------------- defects
@@ -164,18 +111,6 @@ def do_bump(ob, P: Params, sign: float) -> dict:
     add_roughness(ob, profile(d / radius, "SMOOTH") * (d < radius), roughness * height, radius / 3, P.rng)
     moved = np.linalg.norm(vertices(ob)[: len(co)] - co, axis=1) > 1e-7 * L
     return {"moved_vertices": int(moved.sum())}
-
-
-def path_start(ob, P: Params):
-    """Object scale, a surface site, its normal and a tangent start direction for a surface path
-    (drawn from the job's angle unless it gives a direction)."""
-    L, _, _ = object_scale(ob)
-    c, n = site(ob, P)
-    t1, t2 = tangent_basis(n)
-    ang = P.number("angle", 0, 2 * math.pi)
-    d0 = unit(P.vector("direction", math.cos(ang) * t1 + math.sin(ang) * t2))
-    d0 = unit(d0 - np.dot(d0, n) * n)
-    return L, c, n, d0
 
 
 def do_scratch(ob, P: Params) -> dict:
