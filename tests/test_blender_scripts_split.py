@@ -112,3 +112,13 @@ def test_defect_py_gives_the_same_mesh_standalone_blender_style_and_in_the_worke
     assert result["watertight"] and result["rim_points"]
 
     assert plain.read_bytes() == dash_p.read_bytes() == worker.read_bytes()
+
+
+def test_helper_modules_are_not_runnable_scripts_by_name():
+    """`blender run NAME` resolves the shipped scripts only; the `_*.py` helpers they import are not scripts."""
+    from anomalygen.blender.locate import resolve_script
+    from anomalygen.errors import AnomalygenError
+
+    assert resolve_script("defect").name == "defect.py"
+    with pytest.raises(AnomalygenError, match="not one of the shipped scripts"):
+        resolve_script("_scene")

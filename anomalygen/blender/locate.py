@@ -80,7 +80,7 @@ def resolve_script(name: str | os.PathLike) -> Path:
     if p.is_file():
         return p.resolve()
     shipped = scripts_dir() / (p.name if p.suffix == ".py" else p.name + ".py")
-    if p.parent == Path(".") and shipped.is_file():
+    if p.parent == Path(".") and shipped.is_file() and not shipped.name.startswith("_"):  # _*.py: the scripts' helpers
         return shipped
     known = sorted(q.stem for q in scripts_dir().glob("*.py") if not q.name.startswith("_"))
     raise AnomalygenError(f"no Blender script {str(name)!r}: not a file, and not one of the shipped scripts "
