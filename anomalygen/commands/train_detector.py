@@ -37,7 +37,8 @@ def command(detector, data, out, classes, train_class, test_class, device, recip
       anomalygen train-detector --detector btf --data mvtec3d --classes bagel,rope --out runs/btf-mv
       anomalygen train-detector --detector btf --data mvtec3d --train-class bagel --test-class carrot,rope --out runs/zs
     """
-    from anomalygen.detectors.run import markdown_table, train_detector
+    from anomalygen.detectors.engine import train_detector
+    from anomalygen.detectors.reports import markdown_table
 
     run = train_detector(detector, data, out, classes=classes, train_classes=train_class, test_classes=test_class,
                          recipe=recipe, overrides=parse_overrides(overrides), device=device, evaluate=evaluate,
