@@ -35,7 +35,7 @@ from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.reports.tables import summarize, write_metrics
 from anomalygen.detectors.runs import (RUN_VERSION, TRAINED, TRAINING, can_resume, check_resumable, claim_folder,
                                        is_saved, model_dir, read_run, release_folder, saved_models, write_run)
-from anomalygen.detectors.scores import scores_path, write_scores
+from anomalygen.detectors.scores import task_scores_file, write_scores
 from anomalygen.detectors.tasks import Task, plan_tasks, split_classes
 
 
@@ -92,9 +92,9 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
         options = FitOptions(resume=resume, max_minutes=max_minutes, devices=devices, loader_workers=loader_workers,
                              progress=progress)
         _train_tasks(cls, dev, dataset, tasks, out, options, run, previous.get("trained", {}))
-    except KeyboardInterrupt:
-        raise _interrupted(out, claim, len({t.model_key for t in tasks})) from None
-    except BaseException:
+    except BaseException as exc:
+        if _is_interrupt(exc):
+            raise _interrupted(out, claim, len({t.model_key for t in tasks})) from None
         release_folder(out, claim)  # no half-trained run left behind
         raise
     run["status"] = TRAINED
@@ -122,6 +122,18 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
             det.save(workdir)
             run["trained"][task.model_key] = {"train_samples": len(refs), **(getattr(det, "training_info", None) or {})}
         write_run(out, run)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C, also when a library turned it into its own error (open3d's import does: ImportError
+    'initialization failed' with the KeyboardInterrupt as its cause)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _interrupted(out: Path, claim: str | None, models: int) -> TrainingInterrupted:
@@ -162,8 +174,8 @@ def _metric(fn, *args, **kw) -> tuple[float | None, str | None]:
 
 
 def evaluate_task(det: Detector, dataset, task: Task, run_cfg: dict, progress: bool = True,
-                  scores_file: Path | None = None) -> dict:
-    """Score the test split of one task's class; returns its metrics row (and writes `scores_file`)."""
+                  scores_path: Path | None = None) -> dict:
+    """Score the test split of one task's class; returns its metrics row (and writes `scores_path`)."""
     from anomalygen.detectors.resources import Meter
 
     refs = dataset.samples(task.test, "test")
@@ -202,8 +214,8 @@ def evaluate_task(det: Detector, dataset, task: Task, run_cfg: dict, progress: b
         row["point_auroc"], note = _metric(point_auroc, targets, maps)
         row["notes"] += [note] if note else []
     row.update(res)
-    if scores_file is not None:
-        write_scores(scores_file, names, defects, scores, maps)
+    if scores_path is not None:
+        write_scores(scores_path, names, defects, scores, maps)
     return row
 
 
@@ -232,7 +244,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     for task in tqdm(tasks, desc=f"evaluate {run['detector']}", disable=not progress, leave=False, dynamic_ncols=True):
         if task.model_key not in models:
             models = {task.model_key: Detector.load(model_dir(run_dir, task.model_key), dev)}
-        path = scores_path(out, task.name) if save_maps else None
+        path = task_scores_file(out, task.name) if save_maps else None
         rows.append(evaluate_task(models[task.model_key], dataset, task, run_cfg, progress, path))
     kind = "images" if dataset.layout == MVTEC_LAYOUT else "points"
     metrics = {"detector": run["detector"], "data": str(data.resolve()), "layout": dataset.layout, "kind": kind,

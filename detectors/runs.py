@@ -24,7 +24,7 @@ from anomalygen.io import write_text_atomic
 from anomalygen.detectors.base import STATE_FILE
 
 RUN_FILE = "run.json"
-RUN_VERSION = 2  # 2: status, fit; version 1 runs (no status) were always complete
+RUN_VERSION = 2  # version 1 files have no status and no fit: they were written only once complete
 TRAINING, TRAINED = "training", "trained"
 MODELS_DIR = "models"
 CHECKPOINTS_DIR = "checkpoints"

@@ -19,7 +19,7 @@ from anomalygen.io import atomic_path
 SCORES_DIR = "scores"
 
 
-def scores_path(run_dir: str | Path, task_name: str) -> Path:
+def task_scores_file(run_dir: str | Path, task_name: str) -> Path:
     """Where a task's scores live in a run (or evaluation output) folder."""
     return Path(run_dir) / SCORES_DIR / f"{task_name.replace('/', '_')}.npz"
 

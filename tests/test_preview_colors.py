@@ -16,9 +16,9 @@ def _capped_sphere(n=1500, seed=5):
     return pts, (pts[:, 0] > 0.7).astype(np.uint8)
 
 
-def test_labelled_render_is_pixel_identical_to_the_renderer_before_colors_existed():
-    # Digest of this exact render made with the renderer as it was before `colors` was added:
-    # dataset previews must not change by a single pixel.
+def test_labelled_render_pixels_are_pinned():
+    # Digest of this exact labelled render: the label colouring that every dataset preview uses
+    # is pinned pixel for pixel, whatever else the renderer learns.
     pts, lab = _capped_sphere()
     img = render(pts, lab, view_direction(20, 25), 96)
     assert hashlib.sha256(img.tobytes()).hexdigest() == \

@@ -23,7 +23,7 @@ from anomalygen.preview.images import mask_overlay, relief
 from anomalygen.preview.points import plan_views
 from anomalygen.preview.splat import render
 from anomalygen.detectors.runs import read_run
-from anomalygen.detectors.scores import read_scores, scores_path
+from anomalygen.detectors.scores import read_scores, task_scores_file
 
 PANEL = 192
 LABEL_H = 12
@@ -103,7 +103,7 @@ def preview_run(directory: Path, out: Path, classes: list[str] | None = None, pe
     dataset = open_dataset(run["data"])
     written = []
     for task in tasks:
-        path = scores_path(directory, task["name"])
+        path = task_scores_file(directory, task["name"])
         if not path.is_file():
             raise AnomalygenError(f"{directory}: no predicted maps for {task['name']}; run `anomalygen evaluate {directory}` first")
         refs = {r.name + "/" + r.defect: r for r in dataset.samples(task["test"], "test")}
