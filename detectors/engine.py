@@ -144,7 +144,8 @@ def _interrupted(out: Path, claim: str | None, models: int) -> TrainingInterrupt
     release_folder(out, claim)
     if claim is None:
         return TrainingInterrupted(f"interrupted: nothing to resume from yet in {out}", out, False)
-    return TrainingInterrupted(f"interrupted before anything could be resumed; {out} removed", out, False)
+    undone = "removed" if claim == "created" else "emptied"
+    return TrainingInterrupted(f"interrupted before anything could be resumed; {out} {undone}", out, False)
 
 
 def _check_fit_limits(max_minutes, devices) -> None:

@@ -106,7 +106,7 @@ def test_ctrl_c_before_anything_is_saved_keeps_nothing(pc, tmp_path, recording):
     assert not out.exists()
     # a folder that existed empty is left empty, not removed
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TrainingInterrupted) as info:
+    with pytest.raises(TrainingInterrupted, match="empty emptied") as info:
         train_detector("recording", pc, tmp_path / "empty", progress=False)
     assert not info.value.resumable and list((tmp_path / "empty").iterdir()) == []
     # Ctrl-C that a library re-raised as its own error is still an interruption
