@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from anomalygen.cli import COMMANDS
-from anomalygen.detectors.run import markdown_table, train_detector
+from anomalygen.detectors.engine import evaluate_run, train_detector
+from anomalygen.detectors.reports import markdown_table
 from anomalygen.detectors.toydata import write_toy_image_dataset, write_toy_point_dataset
 
 
@@ -81,8 +82,6 @@ def main(argv=None) -> int:
         run = train_detector("btf", data, work / f"run-{kind}", overrides=overrides, device=args.device,
                              evaluate=False, overwrite=True, progress=False)
         t_train = time.perf_counter() - t0
-        from anomalygen.detectors.run import evaluate_run
-
         t0 = time.perf_counter()
         metrics = evaluate_run(work / f"run-{kind}", device=args.device, progress=False)
         t_eval = time.perf_counter() - t0

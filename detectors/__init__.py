@@ -1,15 +1,28 @@
-"""anomalygen.detectors: 3D anomaly detectors behind one interface.
+"""anomalygen.detectors: 3D anomaly detectors behind one interface, and the runs that train them.
 
 Source lives in the top-level `detectors/` folder (mapped by pyproject.toml).
 Detectors read datasets only through `anomalygen.io`.
 
-    from anomalygen.detectors import get_detector, available_detectors
-    det = get_detector("btf")(config, device="auto")   # config: the recipe's `btf` section
-    det.fit(train_samples); det.save(dir); det = Detector.load(dir)
+    from anomalygen.detectors import get_detector
+    from anomalygen.io import open_dataset
+    refs = open_dataset("out/anomaly-shapenet").samples("bowl0", "train")   # references, read lazily
+    det = get_detector("btf")(config, device="auto")   # config: the recipe's `btf` section (a dict)
+    det.fit(refs)                                      # or det.fit(refs, FitOptions(...)) from the engine
+    det.save(dir); det = Detector.load(dir)
     score, amap = det.score(sample)     # object score, per-point (N,) or per-pixel (H,W) map
 
-Registering a detector: add NAME -> "module:Class" to REGISTRY (modules import lazily, so
-listing detectors never imports torch).
+Whole runs (train per class, evaluate, report):
+    from anomalygen.detectors.engine import train_detector, evaluate_run
+    from anomalygen.detectors.reports import markdown_table, preview_run
+
+Layout: base.py (the Detector interface, FitOptions), data.py (lazy training data),
+config.py (typed settings), tasks.py / runs.py / scores.py / engine.py (a run: what it
+trains, its folder, its predictions, the loop), reports/ (metric tables, preview sheets),
+common/ (shared point ops, memory bank, FPFH), and one folder per detector: <name>/detector.py
+(the Detector subclass and its settings), network.py, loss.py, data.py where it has them.
+
+Registering a detector: add NAME -> "anomalygen.detectors.<name>.detector:Class" to REGISTRY
+(modules import lazily, so listing detectors never imports torch).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def test_btf_points_detects_large_bulges_and_localizes_them(point_data, tmp_path
     assert again.score(test[0])[0] == res[0][0]
     # save/load gives the same detector: identical scores
     back = Detector.load(det.save(tmp_path / "m"), device="cpu")
+    assert back.config == det.config and back.settings == det.settings
     s2, m2 = back.score(test[-1])
     assert s2 == pytest.approx(res[-1][0]) and np.allclose(m2, res[-1][1])
 
@@ -96,3 +97,36 @@ def test_btf_images_removes_the_background_plane_like_btf():
     assert not kept[r > 0.2].any()  # the plane around it goes
     off = get_detector("btf")({**FAST_IMAGES, "images": {**FAST_IMAGES["images"], "remove_background": False}}, "cpu")
     np.testing.assert_array_equal(np.any(off._prepare_xyz(xyz) != 0, axis=-1), np.any(xyz != 0, axis=-1))
+
+
+def test_btf_typed_config_keeps_the_recipe_keys_defaults_and_messages():
+    import yaml
+
+    from anomalygen.detectors.btf.detector import BTFConfig
+    from anomalygen.detectors.config import as_dict
+    from anomalygen.recipes import builtin_recipes
+
+    shipped = yaml.safe_load(builtin_recipes()["detectors"].read_text())["btf"]
+    cfg = BTFConfig.from_dict(shipped)
+    assert as_dict(cfg) == shipped  # every key of the recipe is a field, with the recipe's value
+    assert as_dict(BTFConfig()) == shipped  # and the defaults are the shipped values
+    assert cfg.images.background.dbscan_min_points == 10 and cfg.points.n_points == 2048
+    assert BTFConfig.from_dict(as_dict(cfg)) == cfg  # what detector.json saves reloads to the same settings
+    for given, message in [
+        ({"points": {"npoints": 10}}, "unknown setting btf.points.npoints; known: coreset_fraction, feature_max_nn, "
+                                      "feature_radius, n_points, normal_max_nn, normal_radius, spread_k"),
+        ({"images": {"background": {"eps": 1}}}, "unknown setting btf.images.background.eps; known: border, "
+                                                 "dbscan_eps, dbscan_min_points, plane_distance, ransac_iterations"),
+        ({"colour": 1}, "unknown setting btf.colour; known: images, points, projection_dim, reweight_k, seed"),
+        ({"points": {"coreset_fraction": 0}}, "btf.points.coreset_fraction = 0: expected a number in [1e-06, 1.0]"),
+        ({"points": {"n_points": 2.5}}, "btf.points.n_points = 2.5: expected an integer in [1, 10000000]"),
+        ({"seed": True}, "btf.seed = True: expected an integer in [0, 9223372036854775807]"),
+        ({"images": {"background": {"border": 0.9}}},
+         "btf.images.background.border = 0.9: expected a number in [0.01, 0.5]"),
+        ({"images": {"remove_background": "yes"}}, "btf.images.remove_background must be true or false"),
+        ({"images": {"feature_grid": 300}}, "btf.images.feature_grid must not exceed btf.images.image_size"),
+        ({"points": 5}, "btf.points must be a mapping, got 5"),
+    ]:
+        with pytest.raises(RecipeError) as info:
+            BTFConfig.from_dict(given)
+        assert str(info.value) == message

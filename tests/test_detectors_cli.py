@@ -9,8 +9,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from anomalygen.cli import cli
-from anomalygen.detectors.run import load_scores
+from anomalygen.detectors.reports.preview import image_panels
+from anomalygen.detectors.scores import read_scores
 from anomalygen.detectors.toydata import write_toy_image_dataset, write_toy_point_dataset
+from anomalygen.io import open_dataset
 
 FAST = ["--quiet", "--set", "btf.points.n_points=512", "--set", "btf.images.image_size=48",
         "--set", "btf.images.feature_grid=16"]
@@ -55,13 +57,22 @@ def test_train_then_evaluate_points_writes_run_metrics_and_previews(pc, tmp_path
     table = list(csv.DictReader((out / "metrics.csv").open()))
     assert [t["task"] for t in table] == ["sphere0", "torus0", "mean"]
     assert float(table[0]["point_auroc"]) == pytest.approx(rows["sphere0"]["point_auroc"])
-    sc = load_scores(out / "scores" / "sphere0.npz")
+    sc = read_scores(out / "scores" / "sphere0.npz")
     assert len(sc["maps"]) == 6 and all(mp.shape == (1500,) for mp in sc["maps"])
 
     r = run("preview", out, "--per-class", "2")
     assert r.exit_code == 0, r.output
     pngs = r.output.split()
     assert len(pngs) == 2 and Image.open(pngs[0]).size[1] > 2 * 192
+    sheet = np.asarray(Image.open(pngs[0]).convert("RGB")).astype(int)
+    assert sheet.shape == (2 * (192 + 4), 4 * 192, 3)  # 2 samples x (truth, predicted) from two sides
+    # first row: an anomalous sphere; truth and prediction show the same points, so the predicted
+    # colours where the truth is red must be brighter than on the rest of the object
+    truth, pred = sheet[14:192, :192], sheet[14:192, 192:384]
+    red = (truth[..., 0] > 100) & (truth[..., 1] < 60) & (truth[..., 2] < 60)
+    drawn = np.any(truth != 255, axis=-1)
+    assert red.sum() > 50
+    assert pred[red].sum(-1).mean() > 1.5 * pred[drawn & ~red].sum(-1).mean()
 
 
 def test_images_layout_reports_pixel_metrics(tmp_path):
@@ -73,6 +84,17 @@ def test_images_layout_reports_pixel_metrics(tmp_path):
     assert row["aupro"] >= 0.7 and row["p_auroc"] >= 0.8
     r = run("preview", tmp_path / "run", "--per-class", "2")
     assert r.exit_code == 0 and r.output.strip().endswith("dome.png")
+    assert Image.open(r.output.strip()).size == (4 * 192, 2 * (192 + 4))  # surface, truth, predicted, overlay
+    # the predicted panel is bright where the truth mask is
+    sc = read_scores(tmp_path / "run" / "scores" / "dome.npz")
+    i = sc["defects"].index("bump")
+    sample = open_dataset(data).samples("dome", "test")[i].load()
+    every = np.concatenate([m.ravel() for m in sc["maps"]])
+    panels, titles = image_panels(sample.xyz, sample.mask, sc["maps"][i], every.min(), every.max())
+    assert titles[2] == "predicted" and all(p.shape == (192, 192, 3) for p in panels)
+    mask = np.asarray(Image.fromarray(sample.mask * 255).resize((192, 192), Image.NEAREST)) > 0
+    bright = panels[2].astype(int).sum(-1)
+    assert bright[mask].mean() > 2 * bright[~mask].mean()
 
 
 def test_zero_shot_trains_once_and_tests_each_class(pc, tmp_path):

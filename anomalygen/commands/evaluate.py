@@ -22,7 +22,8 @@ def command(run, data, device, out, quiet):
       anomalygen evaluate runs/btf
       anomalygen evaluate runs/btf --data other/anomaly-shapenet --out runs/btf/eval-other
     """
-    from anomalygen.detectors.run import evaluate_run, markdown_table
+    from anomalygen.detectors.engine import evaluate_run
+    from anomalygen.detectors.reports import markdown_table
 
     metrics = evaluate_run(run, data=data, device=device, out=out, progress=not quiet)
     click.echo(markdown_table(metrics))

@@ -1,7 +1,7 @@
 """`anomalygen preview DIR`: PNG contact sheets of a dataset or of a detector run.
 
 Dispatches on what DIR is; each kind's renderer lives with the code that knows it:
-  - a detector run (has run.json)         -> anomalygen.detectors.preview.preview_run
+  - a detector run (has run.json)         -> anomalygen.detectors.reports.preview_run
   - a point-cloud dataset (Anomaly-ShapeNet, Real3D-AD) -> anomalygen.preview.points.preview_point_dataset
   - an MVTec 3D-AD dataset                -> anomalygen.preview.images.preview_image_dataset
 Each returns the list of PNG paths it wrote.
@@ -18,7 +18,7 @@ from anomalygen.errors import AnomalygenError
 from anomalygen.io import detect_layout
 
 RENDERERS = {
-    "run": ("anomalygen.detectors.preview", "preview_run"),
+    "run": ("anomalygen.detectors.reports", "preview_run"),
     "anomaly-shapenet": ("anomalygen.preview.points", "preview_point_dataset"),
     "real3d-ad": ("anomalygen.preview.points", "preview_point_dataset"),
     "mvtec3d-ad": ("anomalygen.preview.images", "preview_image_dataset"),

@@ -19,7 +19,7 @@ from anomalygen.io import GOOD, mvtec3d, open_dataset
 TILE = 192
 
 
-def _relief(xyz: np.ndarray) -> np.ndarray:
+def relief(xyz: np.ndarray) -> np.ndarray:
     """Shaded surface from the organized cloud (normals by finite differences), tinted by depth;
     dents and bumps of a millimetre show, which a flat depth colour map hides. Invalid: black."""
     valid = np.any(xyz != 0, axis=-1)
@@ -52,7 +52,8 @@ def _diverging(d: np.ndarray) -> np.ndarray:
     return (np.stack([r, g, b], -1) * 255).astype(np.uint8)
 
 
-def _gt_overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def mask_overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with the mask's pixels tinted red and its outline yellow."""
     out = rgb.astype(np.float32).copy()
     m = mask > 0
     out[m] = 0.45 * out[m] + 0.55 * np.array([255, 0, 0])
@@ -117,8 +118,8 @@ def preview_image_dataset(directory: Path, out: Path, classes: list[str] | None 
                 dz_tile = _tile(_na(), "dZ n/a")
             label = f"{ref.split}/{ref.defect}/{ref.name}"
             ratio = f"gt {s.mask.mean() * 100:.2f}%"
-            rows.append([_tile(rgb, label), _tile(_relief(s.xyz), "depth (shaded xyz)"), dz_tile,
-                         _tile(_gt_overlay(rgb, s.mask), ratio)])
+            rows.append([_tile(rgb, label), _tile(relief(s.xyz), "depth (shaded xyz)"), dz_tile,
+                         _tile(mask_overlay(rgb, s.mask), ratio)])
         sheet = Image.new("RGB", (4 * TILE, len(rows) * TILE))
         for i, row in enumerate(rows):
             for j, t in enumerate(row):

@@ -40,21 +40,28 @@ def _pick(refs, per_class: int, rng: np.random.Generator):
     return out
 
 
-def sample_views(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> list[np.ndarray]:
-    """Three renders of one sample; the first faces the anomaly when there is one."""
+def plan_views(points: np.ndarray, labels: np.ndarray) -> tuple[list[np.ndarray], dict]:
+    """Three view directions of one sample and the framing every view shares (`render` keywords:
+    center, extent, spacing). The first view faces the anomaly when there is one, the third
+    looks from the other side."""
     pts = np.asarray(points, np.float64)
     lab = np.asarray(labels).astype(bool)
     center = (pts.max(0) + pts.min(0)) / 2
     extent = float(np.linalg.norm(pts.max(0) - pts.min(0)))
-    spacing = point_spacing(pts)
-    normals = None  # depth-buffer shading needs no point normals
     if lab.any():
         d = best_view(pts, lab, center, extent)
         az = np.rad2deg(np.arctan2(d[1], d[0]))
         dirs = [d, view_direction(az + 70, 30), view_direction(az + 180, 20)]
     else:
         dirs = [view_direction(30, 25), view_direction(150, 25), view_direction(270, 60)]
-    return [render(pts, lab, v, size, normals=normals, center=center, extent=extent, spacing=spacing) for v in dirs]
+    return dirs, {"center": center, "extent": extent, "spacing": point_spacing(pts)}
+
+
+def sample_views(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> list[np.ndarray]:
+    """Three renders of one sample; the first faces the anomaly when there is one."""
+    dirs, framing = plan_views(points, labels)
+    # depth-buffer shading needs no point normals
+    return [render(points, labels, v, size, **framing) for v in dirs]
 
 
 CANDIDATES = np.array([view_direction(az, el) for el in (-35, 0, 35, 70) for az in range(0, 360, 45)]

@@ -3,8 +3,10 @@
 Why by hand: matplotlib is not a dependency (and its 3D scatter has no real
 occlusion, so a defect on the far side bleeds through); open3d's offscreen
 renderer needs EGL/OSMesa, absent on headless CI. Points are shaded with
-Lambert lighting from open3d-estimated normals, so dents and bumps read as
-shape, and anomalous points are drawn red on top of the same shading.
+Lambert lighting (normals of the smoothed z-buffer, or open3d-estimated point
+normals), so dents and bumps read as shape, and anomalous points are drawn red
+on top of the same shading. Callers with their own per-point colours (a score
+map, see anomalygen.preview.colors) pass `colors` and get the same shading.
 """
 
 from __future__ import annotations
@@ -56,17 +58,39 @@ def point_spacing(points: np.ndarray, rng: np.random.Generator | None = None) ->
     return float(np.median(d[:, 1]))
 
 
+def _point_rgb(colors) -> np.ndarray:
+    """Caller's (N,3) colours as float 0..255: integer arrays are 0..255, float arrays 0..1."""
+    c = np.asarray(colors)
+    if c.ndim != 2 or c.shape[1] != 3:
+        raise ValueError(f"colors must be (N, 3) RGB, got shape {c.shape}")
+    return c.astype(np.float64) * (255.0 if np.issubdtype(c.dtype, np.floating) else 1.0)
+
+
+def _shaded(lab: np.ndarray, shade: np.ndarray, rgb: np.ndarray | None) -> np.ndarray:
+    """Colours under the Lambert factor `shade`: the label colouring (normal grey, anomalous red kept
+    bright so it reads in shadow too), or the caller's colours shaded like normal points."""
+    if rgb is None:
+        return np.where(lab[:, None], ANOMALY_RGB * (0.55 + 0.45 * shade[:, None]), NORMAL_RGB * shade[:, None])
+    return rgb * shade[:, None]
+
+
 def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray, size: int = 256,
            normals: np.ndarray | None = None, center: np.ndarray | None = None, extent: float | None = None,
-           spacing: float | None = None, shading: str = "depth") -> np.ndarray:
+           spacing: float | None = None, shading: str = "depth", colors: np.ndarray | None = None) -> np.ndarray:
     """(size, size, 3) uint8 image of the points seen from `direction` (orthographic).
 
     shading 'depth': Lambert on normals of the smoothed z-buffer (clean, view-dependent);
-    'points': Lambert on per-point PCA normals (noisier on thin walls)."""
+    'points': Lambert on per-point PCA normals (noisier on thin walls).
+    colors: optional (N,3) RGB per point (uint8 0..255 or float 0..1) used instead of the label
+    colouring and shaded the same way; `labels` still decide which points win the z-buffer
+    (anomalous ones are pulled forward), so a coloured render shows the same points as a labelled one."""
     pts = np.asarray(points, np.float64)
     if len(pts) == 0:
         return np.full((size, size, 3), BACKGROUND, np.uint8)
     lab = np.zeros(len(pts), bool) if labels is None else np.asarray(labels).astype(bool)
+    rgb = None if colors is None else _point_rgb(colors)
+    if rgb is not None and len(rgb) != len(pts):
+        raise ValueError(f"colors has {len(rgb)} rows for {len(pts)} points")
     center = pts.mean(0) if center is None else center
     extent = float(np.linalg.norm(pts.max(0) - pts.min(0))) if extent is None else extent
     spacing = point_spacing(pts) if spacing is None else spacing
@@ -79,7 +103,6 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     light = np.array([-0.35, 0.45, 0.82])
     light /= np.linalg.norm(light)
     shade = 0.28 + 0.72 * np.clip(n @ light, 0, 1)
-    rgb = np.where(lab[:, None], ANOMALY_RGB * (0.55 + 0.45 * shade[:, None]), NORMAL_RGB * shade[:, None])
     scale = size * 0.92 / extent
     px = cam[:, 0] * scale + size / 2
     py = size / 2 - cam[:, 1] * scale
@@ -115,8 +138,7 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
         nrm = np.stack([-gx, gy, np.ones_like(z)], -1)
         nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
         sh = (0.28 + 0.72 * np.clip(nrm @ light, 0, 1)).reshape(-1)[pix[first]]
-        base = np.where(lab[win, None], ANOMALY_RGB * (0.55 + 0.45 * sh[:, None]), NORMAL_RGB * sh[:, None])
-        img[pix[first]] = base
+        img[pix[first]] = _shaded(lab[win], sh, None if rgb is None else rgb[win])
     else:
-        img[pix[first]] = rgb[owner[first]]
+        img[pix[first]] = _shaded(lab, shade, rgb)[win]
     return np.clip(img, 0, 255).astype(np.uint8).reshape(size, size, 3)

@@ -1,0 +1,74 @@
+"""BTF's handcrafted features: FPFH where BTF computes it, for both kinds of data.
+
+Point clouds: FPFH on a farthest-point subsample (one feature per subsampled point).
+Organized clouds: xyz resized (nearest) to `image_size`, background removed, FPFH on the
+valid pixels' points laid back on the grid, smoothed with a 3x3 mean and pooled to a
+`feature_grid` x `feature_grid` patch grid.
+
+Radii are fractions of the object scale (`scale`, the median bounding-box diagonal of the
+training samples) so that every sample is measured with the same ruler.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anomalygen.detectors.common.fpfh import FPFH_DIM, fpfh
+from anomalygen.detectors.common.points import farthest_point_sample
+from anomalygen.detectors.config import as_dict
+from anomalygen.scans import BackgroundConfig, remove_background
+
+if TYPE_CHECKING:
+    from anomalygen.detectors.btf.detector import ImageSettings, PointSettings
+
+
+def diagonal(points: np.ndarray) -> float:
+    """Bounding-box diagonal of a cloud (0 for an empty one): the object scale of one sample."""
+    return float(np.linalg.norm(points.max(0) - points.min(0))) if len(points) else 0.0
+
+
+def subsample(points: np.ndarray, n_points: int, device: torch.device) -> np.ndarray:
+    """Indices of the FPS subsample where features are computed (deterministic: starts at point 0)."""
+    n = min(n_points, len(points))
+    pts = torch.as_tensor(points, dtype=torch.float32, device=device)
+    return farthest_point_sample(pts, n, start=0).cpu().numpy()
+
+
+def point_features(points: np.ndarray, settings: PointSettings, scale: float,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(subsampled points (n,3), their FPFH features (n,33)) of a point cloud."""
+    sub = points[subsample(points, settings.n_points, device)]
+    return sub, fpfh(sub, settings.normal_radius * scale, settings.feature_radius * scale,
+                     settings.normal_max_nn, settings.feature_max_nn)
+
+
+def prepare_xyz(xyz: np.ndarray, settings: ImageSettings, seed: int) -> np.ndarray:
+    """xyz resized (nearest) to image_size^2, background zeroed as BTF preprocesses MVTec 3D-AD:
+    RANSAC plane on the border pixels, points within plane_distance dropped, largest DBSCAN
+    cluster kept (anomalygen.scans.remove_background, seeded, deterministic)."""
+    s = settings.image_size
+    t = torch.as_tensor(np.asarray(xyz), dtype=torch.float32).permute(2, 0, 1)[None]
+    small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy().copy()
+    if settings.remove_background and np.any(small != 0):
+        fg = remove_background(small, BackgroundConfig(**as_dict(settings.background)), np.random.default_rng(seed))
+        small[~fg] = 0
+    return small
+
+
+def image_features(small: np.ndarray, settings: ImageSettings, scale: float) -> torch.Tensor:
+    """(G*G, 33) patch features of a prepared organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
+    s, g = settings.image_size, settings.feature_grid
+    valid = np.any(small != 0, axis=-1)
+    grid = np.zeros((s, s, FPFH_DIM), np.float32)
+    if valid.sum() >= 3:
+        # MVTec xyz is in camera coordinates: orient normals toward the camera at the origin.
+        grid[valid] = fpfh(small[valid], settings.normal_radius * scale, settings.feature_radius * scale,
+                           settings.normal_max_nn, settings.feature_max_nn, toward=np.zeros(3))
+    f = torch.from_numpy(grid).permute(2, 0, 1)[None]
+    f = F.avg_pool2d(f, 3, stride=1, padding=1)
+    f = F.adaptive_avg_pool2d(f, (g, g))
+    return f[0].permute(1, 2, 0).reshape(g * g, FPFH_DIM)
