@@ -64,3 +64,5 @@ def test_dataset_items_follow_eq12_and_are_reproducible():
     b.set_epoch(1)
     b = b[0]
     assert all(torch.equal(a[k], b[k]) for k in ("rgb_aug", "depth_aug", "mask"))
+    keyed = DAS3DDataset(samples, size=48, seed=3, cache_size=1)[(1, 0)]  # the training loop's (epoch, index) key
+    assert all(torch.equal(a[k], keyed[k]) for k in ("rgb_aug", "depth_aug", "mask"))

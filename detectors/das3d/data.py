@@ -5,12 +5,15 @@ Each item: the normal (I, Z), its augmented (I~_a, Z~_a) after augmentation drop
 removal, resize to `size`); synthesis runs on the metric depth, then depth is scaled to
 (0, 1) with the NORMAL image's foreground range (background := 1, rgb background := 0),
 so Z~_a - Z is the defect in the same units for both. Draws come from (seed, epoch,
-index): call `set_epoch(e)` for fresh defects each epoch, identical across workers.
+index): an item's key is an (epoch, index) pair, the shared training loop's key, or an
+index for the epoch last given to `set_epoch(e)`; identical across workers. Prepared
+images are kept in a bounded cache (`cache_size`), so memory does not grow with the split.
 Synthesis is anomalygen.depth's public functions; the recipe is read by anomalygen.builds.settings.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ class DAS3DDataset(_TorchDataset):
 
     def __init__(self, source: str | Path | list[ImageSample], cls: str | None = None, size: int | None = None,
                  recipe: dict | str = "das3d", seed: int | None = None, textures: str | None = None,
-                 dropout: bool = True, split: str = "train"):
+                 dropout: bool = True, split: str = "train", cache_size: int = 256):
         recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
         self.cfg = das3d_config(recipe)
         self.bg = background_config(recipe)
@@ -46,7 +49,8 @@ class DAS3DDataset(_TorchDataset):
             self._loaders = [r.load for r in refs]
         else:
             self._loaders = [(lambda s=s: s) for s in source]
-        self._cache: dict[int, tuple] = {}
+        self._cache: OrderedDict[int, tuple] = OrderedDict()
+        self.cache_size = int(cache_size)
 
     def __len__(self) -> int:
         return len(self._loaders)
@@ -55,8 +59,10 @@ class DAS3DDataset(_TorchDataset):
         self.epoch = int(epoch)
 
     def prepared(self, i: int):
-        """(xyz, rgb, fg) after resize and background removal (cached)."""
-        if i not in self._cache:
+        """(xyz, rgb, fg) after resize and background removal (the most recent `cache_size` kept)."""
+        if i in self._cache:
+            self._cache.move_to_end(i)
+        else:
             s = self._loaders[i]()
             xyz, rgb, _ = resize_sample(s.xyz, s.rgb, None, self.size)
             if rgb is None:
@@ -65,13 +71,17 @@ class DAS3DDataset(_TorchDataset):
                 rgb = np.repeat(rgb[..., None], 3, axis=2)
             fg = remove_background(xyz, self.bg, np.random.default_rng(0)) & np.any(xyz != 0, axis=-1)
             self._cache[i] = (xyz, rgb, fg)
+            while len(self._cache) > max(self.cache_size, 0):
+                self._cache.popitem(last=False)
+            return xyz, rgb, fg
         return self._cache[i]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
         import torch
 
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         xyz, rgb, fg = self.prepared(i)
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, epoch, i])
         syn = synthesize(xyz, rgb, fg, self.cfg, rng, self.textures)
         z, z_a = xyz[..., 2], syn.xyz[..., 2]
         mask = syn.mask
