@@ -126,3 +126,27 @@ def test_importing_detectors_and_cli_help_load_neither_torch_nor_lightning():
             "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ctrl_c_raises_keyboard_interrupt_and_leaves_sigint_handled(tmp_path):
+    """Lightning answers Ctrl+C with sys.exit(1) and ignores SIGINT from then on; fit_network raises
+    KeyboardInterrupt instead, keeps the complete epochs resumable and restores the handler."""
+    code = f"""
+import os, signal, sys, threading, time
+sys.path.insert(0, {str(FIXTURES.parent)!r})
+import training_fixtures as fx
+ckpt = {str(tmp_path / "checkpoints" / "last.ckpt")!r}
+def interrupt():
+    while not os.path.exists(ckpt):
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    fx.fit_tiny({str(tmp_path)!r}, epochs=20, delay=0.01)
+except KeyboardInterrupt:
+    print("interrupted", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "interrupted True", res.stdout + res.stderr
+    _, result = fx.fit_tiny(tmp_path, epochs=20, resume=True)
+    assert 1 <= result.resumed_from < 20 and result.epochs == 20

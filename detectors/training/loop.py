@@ -25,7 +25,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Callable, Iterator
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerStatus
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -109,7 +112,7 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
                 callbacks=callbacks, enable_progress_bar=options.progress, enable_checkpointing=False,
                 logger=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                 default_root_dir=workdir)
-            trainer.fit(module, ckpt_path=resume_from)
+            _fit(trainer, module, resume_from)
     metrics = trainer.callback_metrics
     if BAD_LOSS in metrics:
         raise AnomalygenError(
@@ -120,6 +123,23 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
     return TrainingResult(epochs=epochs, steps=int(metrics[STEPS]),
                           stopped=MAX_MINUTES if epochs < config.epochs else None,
                           resumed_from=resumed_epochs)
+
+
+def _fit(trainer: pl.Trainer, module: NetworkModule, ckpt_path: str | None) -> None:
+    """trainer.fit, except for Ctrl+C: Lightning answers it by ignoring SIGINT from then on and
+    exiting the process (sys.exit(1)); a fit is a library call, so it raises KeyboardInterrupt like
+    any other and leaves the SIGINT handler as it was (the complete epochs stay resumable)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        trainer.fit(module, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.state.status == TrainerStatus.INTERRUPTED:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main_thread and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager
