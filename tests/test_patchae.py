@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from training_fixtures import NanFromStep
+
 from anomalygen.detectors import available_detectors, get_detector
 from anomalygen.detectors.base import Detector, FitOptions
 from anomalygen.detectors.neural import Stage
@@ -70,13 +72,14 @@ def test_patchae_loss_falls_and_it_detects_and_localizes_bulges_and_dents(sphere
     losses = _csv_losses(workdir / "loss.csv")
     assert len(losses) == 30 and all(len(v) == 4 for v in losses.values())
     first, last = np.mean(losses[1]), np.mean(losses[30])
-    assert last < 0.5 * first, (first, last)  # measured 0.040 -> 0.0062
+    assert last < 0.5 * first, (first, last)  # measured 0.048 -> 0.012
     test = spheres[1]
     res = [det.score(s) for s in test]
     assert all(m.shape == s.labels.shape for (_, m), s in zip(res, test))
     i_auroc = image_auroc([s.anomalous for s in test], [r[0] for r in res])
     p_auroc = point_auroc([s.labels for s in test], [r[1] for r in res])
-    # chance is 0.5; measured I-AUROC 0.84 / 0.78 / 0.91 and point AUROC 0.87 / 0.89 / 0.88 for train seeds 0 / 1 / 2
+    # chance is 0.5. Measured (2 torch threads) I-AUROC 0.81 and point AUROC 0.89 with this seed (0); seeds 1-3 gave
+    # I-AUROC 0.73-0.88 and point AUROC 0.87-0.89 (16 test clouds: one pair ranked wrong moves I-AUROC by 0.016)
     assert i_auroc >= 0.7, i_auroc
     assert p_auroc >= 0.75, p_auroc
     assert det.training_info == {"epochs": 30, "steps": 120, "stopped": None, "resumed_from": 0}
@@ -107,23 +110,9 @@ def test_time_budget_stops_early_saves_a_scoring_model_and_says_so(spheres, tmp_
     assert json.loads((tmp_path / "m" / "detector.json").read_text())["state"]["training"]["stopped"] == "max_minutes"
 
 
-class NanAtStep:
-    """PatchAE's loss, NaN from the given call on."""
-
-    def __init__(self, step: int):
-        self.step, self.calls = step, 0
-
-    def __call__(self, network, batch):
-        self.calls += 1
-        out = patch_chamfer_loss(network, batch)
-        if self.calls >= self.step:
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-
 class NanPatchAE(PatchAEDetector):
     def training_loss(self):
-        return NanAtStep(3)
+        return NanFromStep(3, patch_chamfer_loss)
 
 
 def test_nan_loss_stops_training_with_one_line_naming_task_epoch_and_step(spheres, tmp_path):
