@@ -1,0 +1,1 @@
+"""PatchAE: a point-patch autoencoder, the reference neural detector (see detector.py)."""
