@@ -15,10 +15,12 @@ Whole runs (train per class, evaluate, report):
     from anomalygen.detectors.engine import train_detector, evaluate_run
     from anomalygen.detectors.reports import markdown_table, preview_run
 
-Layout: base.py (the Detector interface, FitOptions), data.py (lazy training data),
-config.py (typed settings), tasks.py / runs.py / scores.py / engine.py (a run: what it
-trains, its folder, its predictions, the loop), reports/ (metric tables, preview sheets),
-common/ (shared point ops, memory bank, FPFH), and one folder per detector: <name>/detector.py
+Layout: base.py (the Detector interface, capabilities, FitOptions), data.py (lazy training
+data), settings.py (typed settings from recipe sections), neural.py (NeuralDetector: the base
+of every detector that trains a network) and training/ (the one Lightning training loop);
+tasks.py / runs.py / scores.py / engine.py (a run: what it trains, its folder, its
+predictions, training and scoring), reports/ (metric tables, preview sheets), common/
+(shared point ops, memory bank, FPFH), and one folder per detector: <name>/detector.py
 (the Detector subclass and its settings), network.py, loss.py, data.py where it has them.
 
 Registering a detector: add NAME -> "anomalygen.detectors.<name>.detector:Class" to REGISTRY

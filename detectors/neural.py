@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from anomalygen.io import atomic_path
 from anomalygen.detectors.base import Detector, FitOptions
-from anomalygen.detectors.common.settings import as_section, from_section
+from anomalygen.detectors.settings import as_section, from_section
 from anomalygen.detectors.data import SampleDataset
 from anomalygen.detectors.training.config import TrainConfig
 

@@ -103,15 +103,15 @@ def test_btf_typed_config_keeps_the_recipe_keys_defaults_and_messages():
     import yaml
 
     from anomalygen.detectors.btf.detector import BTFConfig
-    from anomalygen.detectors.config import as_dict
+    from anomalygen.detectors.settings import as_section
     from anomalygen.recipes import builtin_recipes
 
     shipped = yaml.safe_load(builtin_recipes()["detectors"].read_text())["btf"]
     cfg = BTFConfig.from_dict(shipped)
-    assert as_dict(cfg) == shipped  # every key of the recipe is a field, with the recipe's value
-    assert as_dict(BTFConfig()) == shipped  # and the defaults are the shipped values
+    assert as_section(cfg) == shipped  # every key of the recipe is a field, with the recipe's value
+    assert as_section(BTFConfig()) == shipped  # and the defaults are the shipped values
     assert cfg.images.background.dbscan_min_points == 10 and cfg.points.n_points == 2048
-    assert BTFConfig.from_dict(as_dict(cfg)) == cfg  # what detector.json saves reloads to the same settings
+    assert BTFConfig.from_dict(as_section(cfg)) == cfg  # what detector.json saves reloads to the same settings
     for given, message in [
         ({"points": {"npoints": 10}}, "unknown setting btf.points.npoints; known: coreset_fraction, feature_max_nn, "
                                       "feature_radius, n_points, normal_max_nn, normal_radius, spread_k"),

@@ -59,7 +59,7 @@ def test_patchae_is_registered_and_checks_its_settings():
         PatchAEDetector({"train": {"learning_rate": 1}})
     with pytest.raises(RecipeError, match=r"patchae.train.optimizer = 'lbfgs': expected one of adam, adamw, sgd"):
         PatchAEDetector({"train": {"optimizer": "lbfgs"}})
-    with pytest.raises(RecipeError, match=r"patchae.train.milestones\[1\] = 2: expected a value in \[0.0, 1.0\]"):
+    with pytest.raises(RecipeError, match=r"patchae.train.milestones\[1\] = 2: expected a number in \[0.0, 1.0\]"):
         PatchAEDetector({"train": {"milestones": [0.5, 2]}})
     with pytest.raises(RecipeError, match="patchae.patch_points = 64 exceeds patchae.n_points = 32"):
         PatchAEDetector({"n_points": 32, "patch_points": 64})

@@ -16,7 +16,7 @@ BTF has no network: what is saved is the memory bank and the scale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,9 @@ from anomalygen.detectors.btf.features import diagonal, image_features, point_fe
 from anomalygen.detectors.common.fpfh import FPFH_DIM
 from anomalygen.detectors.common.memory_bank import MemoryBank
 from anomalygen.detectors.common.spread import scaled_sigma, spread_to_pixels, spread_to_points
-from anomalygen.detectors.config import as_dict, flag, from_section, section, setting
 from anomalygen.detectors.data import iterate_samples
 from anomalygen.detectors.progress import progress_bar
+from anomalygen.detectors.settings import as_section, bounded, from_section
 
 # Defaults apply only when a key is absent; recipes/detectors.yaml holds the shipped values.
 
@@ -40,40 +40,40 @@ from anomalygen.detectors.progress import progress_bar
 class PointSettings:
     """Anomaly-ShapeNet, Real3D-AD: FPFH on a farthest-point subsample."""
 
-    coreset_fraction: float = setting(0.25, 1e-6, 1.0)
-    n_points: int = setting(2048, 1, 10**7)
-    normal_radius: float = setting(0.05, 1e-9, 10.0)
-    feature_radius: float = setting(0.12, 1e-9, 10.0)
-    normal_max_nn: int = setting(30, 1, 10**7)
-    feature_max_nn: int = setting(100, 1, 10**7)
-    spread_k: int = setting(1, 1, 10**7)
+    coreset_fraction: float = bounded(0.25, 1e-6, 1.0)
+    n_points: int = bounded(2048, 1, 10**7)
+    normal_radius: float = bounded(0.05, 1e-9, 10.0)
+    feature_radius: float = bounded(0.12, 1e-9, 10.0)
+    normal_max_nn: int = bounded(30, 1, 10**7)
+    feature_max_nn: int = bounded(100, 1, 10**7)
+    spread_k: int = bounded(1, 1, 10**7)
 
 
 @dataclass
 class BackgroundSettings:
     """BTF's MVTec 3D-AD background removal (anomalygen.scans.BackgroundConfig)."""
 
-    border: float = setting(0.1, 0.01, 0.5)
-    plane_distance: float = setting(0.005, 0.0, 10.0)
-    ransac_iterations: int = setting(200, 1, 100000)
-    dbscan_eps: float = setting(4.0, 0.1, 1000.0)
-    dbscan_min_points: int = setting(10, 1, 100000)
+    border: float = bounded(0.1, 0.01, 0.5)
+    plane_distance: float = bounded(0.005, 0.0, 10.0)
+    ransac_iterations: int = bounded(200, 1, 100000)
+    dbscan_eps: float = bounded(4.0, 0.1, 1000.0)
+    dbscan_min_points: int = bounded(10, 1, 100000)
 
 
 @dataclass
 class ImageSettings:
     """MVTec 3D-AD organized xyz: FPFH on the resized grid, pooled to feature_grid^2 patches."""
 
-    coreset_fraction: float = setting(0.1, 1e-6, 1.0)
-    image_size: int = setting(224, 1, 10**5)
-    feature_grid: int = setting(56, 1, 10**5)
-    normal_radius: float = setting(0.02, 1e-9, 10.0)
-    feature_radius: float = setting(0.05, 1e-9, 10.0)
-    normal_max_nn: int = setting(30, 1, 10**5)
-    feature_max_nn: int = setting(100, 1, 10**5)
-    blur_sigma: float = setting(4.0, 0.0, 100.0)
-    remove_background: bool = flag(True)
-    background: BackgroundSettings = section(BackgroundSettings)
+    coreset_fraction: float = bounded(0.1, 1e-6, 1.0)
+    image_size: int = bounded(224, 1, 10**5)
+    feature_grid: int = bounded(56, 1, 10**5)
+    normal_radius: float = bounded(0.02, 1e-9, 10.0)
+    feature_radius: float = bounded(0.05, 1e-9, 10.0)
+    normal_max_nn: int = bounded(30, 1, 10**5)
+    feature_max_nn: int = bounded(100, 1, 10**5)
+    blur_sigma: float = bounded(4.0, 0.0, 100.0)
+    remove_background: bool = True
+    background: BackgroundSettings = field(default_factory=BackgroundSettings)
 
     def validate(self, prefix: str) -> None:
         if self.feature_grid > self.image_size:
@@ -84,11 +84,11 @@ class ImageSettings:
 class BTFConfig:
     """The recipe's `btf` section."""
 
-    seed: int = setting(0, 0, 2**63 - 1)
-    projection_dim: int = setting(128, 0, 100000)
-    reweight_k: int = setting(3, 1, 1000)
-    points: PointSettings = section(PointSettings)
-    images: ImageSettings = section(ImageSettings)
+    seed: int = bounded(0, 0, 2**63 - 1)
+    projection_dim: int = bounded(128, 0, 100000)
+    reweight_k: int = bounded(3, 1, 1000)
+    points: PointSettings = field(default_factory=PointSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
 
     @classmethod
     def from_dict(cls, given: dict) -> "BTFConfig":
@@ -103,7 +103,7 @@ class BTFDetector(Detector):
     def __init__(self, config: dict | None = None, device="auto"):
         super().__init__(config, device)
         self.settings = BTFConfig.from_dict(self.config)
-        self.config = as_dict(self.settings)
+        self.config = as_section(self.settings)
         self.scale = 1.0
         self.bank: MemoryBank | None = None
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from anomalygen.detectors.common.fpfh import FPFH_DIM, fpfh
 from anomalygen.detectors.common.points import farthest_point_sample
-from anomalygen.detectors.config import as_dict
+from anomalygen.detectors.settings import as_section
 from anomalygen.scans import BackgroundConfig, remove_background
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def prepare_xyz(xyz: np.ndarray, settings: ImageSettings, seed: int) -> np.ndarr
     t = torch.as_tensor(np.asarray(xyz), dtype=torch.float32).permute(2, 0, 1)[None]
     small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy().copy()
     if settings.remove_background and np.any(small != 0):
-        fg = remove_background(small, BackgroundConfig(**as_dict(settings.background)), np.random.default_rng(seed))
+        fg = remove_background(small, BackgroundConfig(**as_section(settings.background)), np.random.default_rng(seed))
         small[~fg] = 0
     return small
 

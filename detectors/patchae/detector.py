@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from anomalygen.errors import RecipeError
-from anomalygen.detectors.common.settings import bounded
+from anomalygen.detectors.settings import bounded
 from anomalygen.detectors.common.spread import spread_to_points
 from anomalygen.detectors.neural import NeuralDetector
 from anomalygen.detectors.patchae.data import PatchAEItems, draw_pool, normalize

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from anomalygen.detectors.common.settings import bounded
+from anomalygen.detectors.settings import bounded
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ EPOCH_KEY = "_epoch"
 
 def model_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """Seed of torch's global RNG at the start of an epoch (dropout, noise in a forward pass)."""
-    return int(np.random.SeedSequence([seed, _MODEL, epoch, rank]).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed, _MODEL, epoch, rank]).generate_state(1, np.uint64)[0]) >> 1
 
 
 class EpochItems(Dataset):

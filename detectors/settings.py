@@ -4,7 +4,9 @@ A detector declares its settings once, as a dataclass whose fields carry their d
 and, for numbers, their allowed range (`bounded`). `from_section` fills it from the
 recipe section and raises RecipeError for unknown keys, wrong types and out-of-range
 values, naming the full key (`patchae.train.lr`), so a bad `--set` fails before anything
-is written. `as_section` gives the realized dict back (defaults filled in) for run.json.
+is written. A settings class may check relations between its fields in a
+`validate(prefix)` method (called after it is filled). `as_section` gives the realized
+dict back (defaults filled in): what run.json records and a saved detector reloads from.
 
     @dataclass(frozen=True)
     class MySettings:
@@ -52,7 +54,11 @@ def from_section(cls: type[T], section: dict | None, prefix: str, base: T | None
             values[name] = from_section(hints[name], value, path, getattr(base, name))
         else:
             values[name] = _check(value, hints[name], fields[name].metadata.get(RANGE), path)
-    return dataclasses.replace(base, **values)
+    settings = dataclasses.replace(base, **values)
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate(prefix)
+    return settings
 
 
 def as_section(settings) -> dict:
@@ -83,7 +89,7 @@ def _check(value: Any, hint, bounds, path: str):
         return tuple(_check(v, args[0], bounds, f"{path}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise RecipeError(f"{path} = {value!r}: expected true or false")
+            raise RecipeError(f"{path} must be true or false")
         return value
     if hint is str:
         if not isinstance(value, str):
@@ -91,9 +97,9 @@ def _check(value: Any, hint, bounds, path: str):
         return value
     if hint in (int, float):
         ok = isinstance(value, int) if hint is int else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok:
-            raise RecipeError(f"{path} = {value!r}: expected {'an integer' if hint is int else 'a number'}")
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            raise RecipeError(f"{path} = {value!r}: expected a value in [{bounds[0]}, {bounds[1]}]")
+        if isinstance(value, bool) or not ok or bounds is not None and not bounds[0] <= value <= bounds[1]:
+            expected = "an integer" if hint is int else "a number"
+            within = f" in [{bounds[0]}, {bounds[1]}]" if bounds is not None else ""
+            raise RecipeError(f"{path} = {value!r}: expected {expected}{within}")
         return hint(value)
     raise TypeError(f"{path}: unsupported settings type {hint!r}")
