@@ -1,14 +1,16 @@
-"""Benchmark: the BTF / PatchCore-FPFH baseline end to end on small built datasets.
+"""Benchmark: every registered detector trained and scored on the same built data, one table.
 
-    python benchmarks/detectors.py [--device auto] [--threads N] [--keep DIR]
+    python benchmarks/detectors.py [--detectors btf,patchae] [--only points|images] [--device auto]
+                                   [--threads N] [--keep DIR]
 
-1. point clouds: `anomalygen build-shapenet` output when that command exists in this build
-   (2 classes), else the easy toy set (spheres/tori, 10,000 points per cloud);
-2. organized clouds: `anomalygen render-mvtec3d` output (bagel, tire at 224 px) when that
-   command exists, else the toy dome scans at 224 px;
-then `train-detector --detector btf` + evaluation on each, printing the metrics tables
-(ms per sample = score() only; peak RSS; GPU max allocated on cuda) and wall-clock times.
-Figures go to benchmarks/RESULTS.md by hand, with the machine they were measured on.
+Data (built once, shared by every detector):
+  points: `anomalygen build-shapenet --classes 2` (ashtray0, bag0; Anomaly-ShapeNet layout)
+  images: `anomalygen render-mvtec3d --classes bagel,tire --size 224` (MVTec 3D-AD layout)
+Each detector runs `train_detector` with its recipe section from `recipes/detectors.yaml` on
+every data kind it supports, then `evaluate_run`. The table: I-AUROC, point AUROC or P-AUROC
+and exact AUPRO@0.3, training seconds per class, ms per sample (score() only, after one
+untimed warm-up sample), peak RSS and, on cuda, torch's max allocated GPU memory, with the
+device name above it. Figures go to benchmarks/RESULTS.md by hand, with the machine.
 """
 
 from __future__ import annotations
@@ -22,30 +24,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from anomalygen.cli import COMMANDS
+from anomalygen.detectors import available_detectors, get_detector
 from anomalygen.detectors.engine import evaluate_run, train_detector
-from anomalygen.detectors.reports import markdown_table
-from anomalygen.detectors.toydata import write_toy_image_dataset, write_toy_point_dataset
+
+DATA = {
+    "points": ("build-shapenet", "--classes", "2"),
+    "images": ("render-mvtec3d", "--classes", "bagel,tire", "--size", "224"),
+}
+COLUMNS = [("i_auroc", "I-AUROC"), ("point_auroc", "point AUROC"), ("p_auroc", "P-AUROC"), ("aupro", "AUPRO@0.3"),
+           ("train_s", "train s"), ("ms_per_sample", "ms/sample"), ("peak_rss_mib", "peak RSS MiB"),
+           ("gpu_max_allocated_mib", "GPU MiB")]
 
 
-def cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "anomalygen.cli", *args], check=True, stdout=subprocess.DEVNULL)
-
-
-def point_dataset(root: Path) -> tuple[Path, str]:
-    if "build-shapenet" in COMMANDS:
-        cli("build-shapenet", "--classes", "2", "--out", str(root))
-        return root, "build-shapenet --classes 2"
-    write_toy_point_dataset(root, n_train=4, n_good=4, n_anomalous=8, n_points=10000)
-    return root, "toy spheres/tori, 10,000 points (build-shapenet not in this build)"
-
-
-def image_dataset(root: Path) -> tuple[Path, str]:
-    if "render-mvtec3d" in COMMANDS:
-        cli("render-mvtec3d", "--classes", "bagel,tire", "--size", "224", "--out", str(root))
-        return root, "render-mvtec3d --classes bagel,tire --size 224"
-    write_toy_image_dataset(root, n_train=8, n_good=2, n_anomalous=4, size=224)
-    return root, "toy dome scans 224 px (render-mvtec3d not in this build)"
+def build(kind: str, root: Path) -> Path:
+    if not root.exists():
+        subprocess.run([sys.executable, "-m", "anomalygen.cli", *DATA[kind], "--out", str(root)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return root
 
 
 def cpu_name() -> str:
@@ -58,39 +53,61 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def device_name(device: str) -> str:
+    import torch
+
+    from anomalygen.detectors.base import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (cuda)"
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs (cpu)"
+
+
+def fmt(v, key: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if key in ("train_s", "ms_per_sample") else f"{v:.0f}" if key.endswith("_mib") else f"{v:.3f}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--detectors", default=",".join(available_detectors()), help="comma-separated (default: all)")
+    ap.add_argument("--only", choices=tuple(DATA), default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (recipe run.threads)")
-    ap.add_argument("--keep", default=None, help="keep datasets and runs in this folder")
-    ap.add_argument("--only", choices=("points", "images"), default=None)
+    ap.add_argument("--keep", default=None, help="keep datasets and runs in this folder (re-used when present)")
     args = ap.parse_args(argv)
     import torch
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-detectors-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()}, "
-          f"torch {torch.__version__}, cuda: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
     overrides = {"run.threads": args.threads} if args.threads else {}
-    for kind, make in (("points", point_dataset), ("images", image_dataset)):
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}; load average {os.getloadavg()}")
+    rows = []
+    for kind in DATA:
         if args.only and kind != args.only:
             continue
-        t0 = time.perf_counter()
-        data, what = make(work / f"data-{kind}")
-        t_data = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        run = train_detector("btf", data, work / f"run-{kind}", overrides=overrides, device=args.device,
-                             evaluate=False, overwrite=True, progress=False)
-        t_train = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        metrics = evaluate_run(work / f"run-{kind}", device=args.device, progress=False)
-        t_eval = time.perf_counter() - t0
-        print(f"\n## {kind}: {what}")
-        print(f"data {t_data:.1f} s, train {t_train:.1f} s ({sum(v['train_samples'] for v in run['trained'].values())} "
-              f"train samples), evaluate {t_eval:.1f} s ({metrics['mean']['samples']} test samples), "
-              f"torch threads {torch.get_num_threads()}, load average now {os.getloadavg()}\n")
-        print(markdown_table(metrics))
-    print(f"(datasets and runs in {work})")
+        data = build(kind, work / f"data-{kind}")
+        for name in args.detectors.split(","):
+            if kind not in get_detector(name).kinds:
+                continue
+            out = work / f"run-{name}-{kind}"
+            t0 = time.perf_counter()
+            run = train_detector(name, data, out, overrides=overrides, device=args.device, evaluate=False,
+                                 overwrite=True, progress=False)
+            train_s = (time.perf_counter() - t0) / max(len(run["trained"]), 1)
+            metrics = evaluate_run(out, device=args.device, progress=False)
+            for r in metrics["rows"] + [{**metrics["mean"], "task": "mean"}]:
+                rows.append({"detector": name, "data": kind, **r, "train_s": train_s})
+    used = [(k, h) for k, h in COLUMNS if any(r.get(k) is not None for r in rows)]
+    print(f"\ndata: {work}  (points: {' '.join(DATA['points'])}; images: {' '.join(DATA['images'])})")
+    print("| detector | data | class | " + " | ".join(h for _, h in used) + " |")
+    print("|---|---|---|" + "---|" * len(used))
+    for r in rows:
+        cls = f"**{r['task']}**" if r["task"] == "mean" else r["task"]
+        print(f"| {r['detector']} | {r['data']} | {cls} | " + " | ".join(fmt(r.get(k), k) for k, _ in used) + " |")
+    print(f"\nload average at the end {os.getloadavg()}; train s = training wall time per class")
     return 0
 
 

@@ -83,6 +83,7 @@ class Detector:
         self.device = resolve_device(device)
         self.kind: str | None = None
         self.fitted = False
+        self.training_info: dict = {}  # how the last fit went (epochs, steps, stopped, ...): the engine records it
 
     # -- public API -------------------------------------------------------------------
     def fit(self, train, options: FitOptions | None = None) -> "Detector":

@@ -11,9 +11,9 @@ loads them, scores the test split, and writes scores/ and the metric tables
 
 Long trainings: `resume=True` continues an interrupted run (saved models are kept, the
 others continue from their checkpoints), `max_minutes` bounds each task's training, and
-`devices` > 1 trains data-parallel; all three reach the detector through FitOptions. A
-detector that reports how its training went (epochs done, whether the budget stopped it)
-sets a `training_info` dict, recorded per task in run.json.
+`devices` > 1 trains data-parallel; all three reach the detector through FitOptions. What a
+detector reports of its training (`training_info`: epochs done, whether the budget stopped
+it) is recorded per task in run.json.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
             det: Detector = cls(run["config"], dev)
             det.fit(refs, replace(options, workdir=workdir, task=task.model_key))
             det.save(workdir)
-            run["trained"][task.model_key] = {"train_samples": len(refs), **(getattr(det, "training_info", None) or {})}
+            run["trained"][task.model_key] = {"train_samples": len(refs), **det.training_info}
         write_run(out, run)
 
 

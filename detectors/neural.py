@@ -60,7 +60,6 @@ class NeuralDetector(Detector):
         self.cfg = from_section(self.settings, self.config, self.name)
         self.config = as_section(self.cfg)
         self.network: nn.Module | None = None
-        self.training_info: dict = {}
 
     # -- hooks ------------------------------------------------------------------------
     def build_network(self) -> nn.Module:
