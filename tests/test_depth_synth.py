@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from anomalygen.depth.kernels import dilate, kernel_radius, skew_normal_kernel, ternary_mask
-from anomalygen.depth.synth import (DAS3DConfig, augmentation_dropout, depth_defect, draw_params,
+from anomalygen.depth.synth import (augmentation_dropout, depth_defect, draw_params,
                                     mix_rgb, synthesize)
 from anomalygen.depth.textures import TextureSource
 from anomalygen.builds.settings import das3d_config

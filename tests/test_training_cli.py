@@ -4,15 +4,13 @@ neural detector (patchae), killed and resumed, and stopped by its time budget.""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import yaml
+from training_fixtures import kill_when_written
 
 from anomalygen.detectors.toydata import write_toy_point_dataset
 
@@ -50,17 +48,7 @@ def test_killed_after_epoch_1_and_resumed_gives_the_uninterrupted_weights(setup)
 
     killed = root / "killed"
     ckpt = killed / "models" / "sphere0" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(_cmd(data, recipe, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    try:
-        while not ckpt.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no epoch checkpoint within 120 s"
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_written(_cmd(data, recipe, killed), ckpt)
     run = json.loads((killed / "run.json").read_text())
     assert run["status"] == "training" and not (killed / "models" / "sphere0" / "detector.json").exists()
     done = torch.load(ckpt, weights_only=False)["epoch"]

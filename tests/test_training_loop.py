@@ -3,11 +3,8 @@ data order, loss curve, and what importing detectors costs."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -67,18 +64,7 @@ def test_killed_during_epoch_2_and_resumed_ends_with_the_uninterrupted_weights(t
     killed = tmp_path / "killed"
     ckpt = killed / "checkpoints" / "last.ckpt"
     # 24 items x 0.03 s (over 2 workers or in-process): an epoch lasts 0.4-0.7 s, so the kill lands inside epoch 2
-    proc = subprocess.Popen([sys.executable, str(FIXTURES), str(killed), "3", str(workers), "0.03"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 120
-    try:
-        while not ckpt.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no epoch-1 checkpoint within 120 s"
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the fit and its loader workers (its own session)
-        proc.wait()
-        proc.stderr.close()
+    fx.kill_when_written([sys.executable, str(FIXTURES), str(killed), "3", str(workers), "0.03"], ckpt)
     saved = torch.load(ckpt, weights_only=True)
     assert saved["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"] == 1, "killed too late"
 

@@ -6,6 +6,9 @@ a test can kill it mid-run (DELAY seconds per item keep an epoch long enough to 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +51,21 @@ class TinyItems(EpochItems):
             time.sleep(self.delay)
         x = np.random.default_rng(sample).normal(size=8) + rng.normal(0, 0.1, 8)
         return {"x": torch.tensor(x, dtype=torch.float32)}
+
+
+def kill_when_written(cmd: list[str], path: Path, timeout: float = 120.0) -> None:
+    """Run `cmd` in its own session and SIGKILL it (and its loader workers) as soon as `path` exists."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not path.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, f"{path} not written within {timeout:.0f} s"
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
 
 
 def tiny_loss(network, batch):
