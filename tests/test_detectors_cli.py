@@ -65,10 +65,11 @@ def test_train_then_evaluate_points_writes_run_metrics_and_previews(pc, tmp_path
     pngs = r.output.split()
     assert len(pngs) == 2 and Image.open(pngs[0]).size[1] > 2 * 192
     sheet = np.asarray(Image.open(pngs[0]).convert("RGB")).astype(int)
-    assert sheet.shape == (2 * (192 + 4), 4 * 192, 3)  # 2 samples x (truth, predicted) from two sides
+    head = 14  # a line naming the sample above each row of panels
+    assert sheet.shape == (2 * (head + 192 + 4), 4 * 192, 3)  # 2 samples x (truth, predicted) from two sides
     # first row: an anomalous sphere; truth and prediction show the same points, so the predicted
     # colours where the truth is red must be brighter than on the rest of the object
-    truth, pred = sheet[14:192, :192], sheet[14:192, 192:384]
+    truth, pred = sheet[head + 14:head + 192, :192], sheet[head + 14:head + 192, 192:384]
     red = (truth[..., 0] > 100) & (truth[..., 1] < 60) & (truth[..., 2] < 60)
     drawn = np.any(truth != 255, axis=-1)
     assert red.sum() > 50
@@ -84,7 +85,7 @@ def test_images_layout_reports_pixel_metrics(tmp_path):
     assert row["aupro"] >= 0.7 and row["p_auroc"] >= 0.8
     r = run("preview", tmp_path / "run", "--per-class", "2")
     assert r.exit_code == 0 and r.output.strip().endswith("dome.png")
-    assert Image.open(r.output.strip()).size == (4 * 192, 2 * (192 + 4))  # surface, truth, predicted, overlay
+    assert Image.open(r.output.strip()).size == (4 * 192, 2 * (14 + 192 + 4))  # surface, truth, predicted, overlay
     # the predicted panel is bright where the truth mask is
     sc = read_scores(tmp_path / "run" / "scores" / "dome.npz")
     i = sc["defects"].index("bump")

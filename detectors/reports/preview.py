@@ -84,9 +84,10 @@ def task_sheet(scores: dict, refs: dict, per_class: int = 8, seed: int = 0) -> n
             panels, titles = point_panels(s, amap, lo, hi)
         else:
             panels, titles = image_panels(s.xyz, s.mask, amap, lo, hi)
-        head = f"{ref.name} {ref.defect} score={scores['scores'][i]:.3g}"
-        panels = [_label(p, t if k else f"{head} | {t}") for k, (p, t) in enumerate(zip(panels, titles))]
-        rows.append(np.concatenate(panels, 1))
+        row = np.concatenate([_label(p, t) for p, t in zip(panels, titles)], 1)
+        head = _label(np.full((LABEL_H + 2, row.shape[1], 3), 255, np.uint8),
+                      f"{ref.name}   {ref.defect}   object score {scores['scores'][i]:.3g}")
+        rows.append(np.concatenate([head, row], 0))
     if not rows:
         return None
     return np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows], 0)
