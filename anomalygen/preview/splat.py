@@ -1,8 +1,8 @@
 """A tiny point-splat renderer: numpy z-buffer + Pillow, no GUI, no GPU.
 
-Why by hand: matplotlib is not a dependency (and its 3D scatter has no real
-occlusion, so a defect on the far side bleeds through); open3d's offscreen
-renderer needs EGL/OSMesa, absent on headless CI. Points are shaded with
+Why by hand: matplotlib's 3D scatter has no real occlusion (a defect on the far
+side bleeds through, and it is slow on 30K points); open3d's offscreen renderer
+needs EGL/OSMesa, absent on headless CI. Points are shaded with
 Lambert lighting (normals of the smoothed z-buffer, or open3d-estimated point
 normals), so dents and bumps read as shape, and anomalous points are drawn red
 on top of the same shading. Callers with their own per-point colours (a score
