@@ -30,8 +30,11 @@ class DefectParams(dict):
     defect = ""
 
     def __missing__(self, key):
-        raise AnomalygenError(f"defect {self.defect!r} needs the parameter {key!r}; the recipe's "
-                              f"defects.{self.defect} section holds every one (anomalygen.builds.shapenet.defect_params)")
+        raise self.missing(key)
+
+    def missing(self, key: str) -> AnomalygenError:
+        return AnomalygenError(f"defect {self.defect!r} needs the parameter {key!r}; the recipe's "
+                               f"defects.{self.defect} section holds every one (anomalygen.builds.shapenet.defect_params)")
 
 
 def realize_params(defect: str, params: dict, rng: np.random.Generator) -> DefectParams:
@@ -50,9 +53,11 @@ def realize_params(defect: str, params: dict, rng: np.random.Generator) -> Defec
             out[k] = v
     out["size_scale"] = params.get("size_scale", 1.0)
     for k in ("tau", "rim_distance"):
-        out[k] = params[k] if k in params else out[k]  # a missing one names itself (DefectParams)
+        if k not in params:
+            raise out.missing(k)
+        out[k] = params[k]
     if "target_ratio" not in out:
-        out["target_ratio"]  # noqa: B018 - raises the clear missing-parameter error
+        raise out.missing("target_ratio")
     return out
 
 
