@@ -3,14 +3,19 @@
 - `image_auroc`: ROC AUC of one score per sample (normal 0, anomalous 1).
 - `pixel_auroc` / `point_auroc`: ROC AUC over all pixels / points of all test
   samples of a class, pooled.
-- `aupro`: area under the per-region-overlap curve up to FPR 0.3, divided by 0.3.
-  GT components are 8-connected. FPR = share of all GT-0 pixels scored >= t; PRO =
-  mean over ALL components of the share of each component's pixels scored >= t.
-  The curve is closed with (0, 0) and (1, 1) and integrated with the trapezoid rule,
-  interpolated at the limit. `num_thresholds=None` (default) is EXACT: every
-  distinct score is a threshold (as MVTec's au_pro_util computes it).
-  `num_thresholds=100` is the sampled variant common in public detector code:
-  thresholds taken at evenly spaced ranks of the sorted GT-0 scores.
+- `aupro`: area under the per-region-overlap curve up to FPR 0.3, divided by 0.3, with
+  8-connected GT components, in one of two variants (`variant=`), each matching named public code:
+  - "exact" (default): every distinct score is a threshold. FPR = share of all GT-0 pixels
+    scored >= t; PRO = mean over ALL components of the share of each component's pixels scored
+    >= t; the curve is closed with (0, 0) and (1, 1) and integrated with the trapezoid rule,
+    interpolated at the limit. Matches anomalib's `AUPRO` metric (anomalib 2.x,
+    `anomalib.metrics.AUPRO`) to 1e-7.
+  - "btf": the sampled curve of `utils/au_pro_util.py` in 3D-ADS (Horwitz & Hoshen's BTF code,
+    "based on the official MVTec 3D-AD evaluation code"), which the 3D AD papers' AUPRO tables run:
+    `num_thresholds` (100) threshold ranks = floor(linspace(0, N-1)) into the sorted GT-0 scores,
+    FPR = 1 - (rank + 1) / N taken from the rank, PRO counts component pixels STRICTLY above the
+    threshold, the curve starts at (1, 1) with no (0, 0) point, same trapezoid rule at the limit.
+  Without ties the two agree to ~1e-4; ties inside the integration range can move them apart a lot.
 
 Degenerate inputs raise MetricError (a ValueError) instead of returning a silent
 number: one class only, no GT-0 pixel, no anomalous component, NaN/inf scores,
@@ -93,41 +98,57 @@ def _components(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, in
     return comp, sizes, offset
 
 
-def pro_curve(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray],
-              num_thresholds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, PRO) points with FPR ascending, closed with (0,0) and (1,1). See module doc."""
+def _curve_inputs(masks, maps):
+    """(scores, component id per pixel (0 = GT-0), component sizes, components, GT-0 count), checked."""
     _, scores = _pooled(masks, maps, "AUPRO")
     scores = _finite(scores, "AUPRO")
     comp, sizes, n_comp = _components(masks)
-    neg = comp == 0
-    n_neg = int(neg.sum())
+    n_neg = int((comp == 0).sum())
     if n_neg == 0:
         raise MetricError("AUPRO: no normal (GT-0) pixel, FPR is undefined")
     if n_comp == 0:
         raise MetricError("AUPRO: no anomalous region in the ground truth, PRO is undefined")
+    return scores, comp, sizes, n_comp, n_neg
 
-    if num_thresholds is None:
-        order = np.argsort(-scores, kind="stable")
-        s_sorted = scores[order]
-        fp = np.cumsum(neg[order], dtype=np.float64)
-        pro_w = np.where(neg, 0.0, 1.0 / sizes[comp])
-        tp = np.cumsum(pro_w[order])
-        last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-        fprs, pros = fp[last_of_tie] / n_neg, tp[last_of_tie] / n_comp
-    else:
-        if num_thresholds < 2:
-            raise MetricError("AUPRO: num_thresholds must be >= 2")
-        neg_sorted = np.sort(scores[neg])[::-1]
-        ranks = np.round(np.linspace(0, n_neg - 1, num_thresholds)).astype(np.int64)
-        thresholds = neg_sorted[ranks]
-        asc = neg_sorted[::-1]
-        fprs = (n_neg - np.searchsorted(asc, thresholds, side="left")) / n_neg
-        pos_scores, pos_comp = scores[~neg], comp[~neg]
-        pros = np.array([np.mean(np.bincount(pos_comp, weights=(pos_scores >= t), minlength=n_comp + 1)[1:] / sizes[1:])
-                         for t in thresholds])  # loop over 100 thresholds, not over pixels
-    fprs = np.clip(fprs, None, 1.0)
-    pros = np.clip(pros, None, 1.0)
+
+def pro_curve(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The exact (FPR, PRO) curve, FPR ascending, closed with (0,0) and (1,1). See module doc."""
+    scores, comp, sizes, n_comp, n_neg = _curve_inputs(masks, maps)
+    neg = comp == 0
+    order = np.argsort(-scores, kind="stable")
+    s_sorted = scores[order]
+    fp = np.cumsum(neg[order], dtype=np.float64)
+    pro_w = np.where(neg, 0.0, 1.0 / sizes[comp])
+    tp = np.cumsum(pro_w[order])
+    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # tied scores cross the threshold together
+    fprs = np.clip(fp[last_of_tie] / n_neg, None, 1.0)
+    pros = np.clip(tp[last_of_tie] / n_comp, None, 1.0)
     return np.r_[0.0, fprs, 1.0], np.r_[0.0, pros, 1.0]
+
+
+def pro_curve_btf(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray],
+                  num_thresholds: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """The (FPR, PRO) curve exactly as 3D-ADS's `au_pro_util.compute_pro` samples it (module doc),
+    FPR ascending. Vectorized: a component's overlap at t is 1 - (its scores <= t) / its size,
+    which is what that code's per-component pointer walk counts."""
+    if int(num_thresholds) < 1:
+        raise MetricError(f"AUPRO: num_thresholds must be >= 1, got {num_thresholds}")
+    scores, comp, sizes, n_comp, n_neg = _curve_inputs(masks, maps)
+    neg = comp == 0
+    ok_sorted = np.sort(scores[neg])
+    ranks = np.linspace(0, n_neg - 1, num=int(num_thresholds)).astype(int)  # numpy's dtype=int: floor
+    thresholds = ok_sorted[ranks]
+    fprs = 1.0 - (ranks + 1) / n_neg
+    pos_scores, pos_comp = scores[~neg], comp[~neg]
+    order = np.lexsort((pos_scores, pos_comp))  # by component, then score
+    pos_scores, pos_comp = pos_scores[order], pos_comp[order]
+    starts = np.searchsorted(pos_comp, np.arange(1, n_comp + 1), side="left")
+    pros = np.empty(len(thresholds))
+    for i, t in enumerate(thresholds):  # loop over the thresholds (100), not over pixels
+        at_or_below = np.array([np.searchsorted(pos_scores[a:a + n], t, side="right")
+                                for a, n in zip(starts, sizes[1:])])
+        pros[i] = np.mean(1.0 - at_or_below / sizes[1:])
+    return np.r_[fprs[::-1], 1.0], np.r_[pros[::-1], 1.0]
 
 
 def trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
@@ -145,10 +166,19 @@ def trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return float(np.sum(0.5 * (y[1:] + y[:-1]) * (x[1:] - x[:-1])) + correction)
 
 
+AUPRO_VARIANTS = ("exact", "btf")
+
+
 def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: float = 0.3,
-          num_thresholds: int | None = None) -> float:
-    """AUPRO up to `fpr_limit`, normalized by it (1.0 = perfect). Exact unless num_thresholds is given."""
+          variant: str = "exact", num_thresholds: int = 100) -> float:
+    """AUPRO up to `fpr_limit`, normalized by it (1.0 = perfect). `variant`: "exact" (anomalib's) or
+    "btf" (3D-ADS's au_pro_util.py, sampled at `num_thresholds` ranks); see the module doc."""
     if not 0 < fpr_limit <= 1:
         raise MetricError(f"AUPRO: fpr_limit must be in (0, 1], got {fpr_limit}")
-    fprs, pros = pro_curve(masks, maps, num_thresholds)
+    if variant == "exact":
+        fprs, pros = pro_curve(masks, maps)
+    elif variant == "btf":
+        fprs, pros = pro_curve_btf(masks, maps, num_thresholds)
+    else:
+        raise MetricError(f"AUPRO: variant {variant!r}; use one of {', '.join(AUPRO_VARIANTS)}")
     return trapezoid_to(fprs, pros, fpr_limit) / fpr_limit

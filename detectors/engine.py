@@ -209,7 +209,7 @@ def evaluate_task(det: Detector, dataset, task: Task, run_cfg: dict, progress: b
         row["p_auroc"], note = _metric(pixel_auroc, targets, maps)
         row["notes"] += [note] if note else []
         row["aupro"], note = _metric(aupro, targets, maps, fpr_limit=run_cfg.get("aupro_fpr_limit", 0.3),
-                                     num_thresholds=run_cfg.get("aupro_thresholds"))
+                                     **aupro_options(run_cfg))
         row["notes"] += [note] if note else []
     else:
         row["point_auroc"], note = _metric(point_auroc, targets, maps)
@@ -218,6 +218,20 @@ def evaluate_task(det: Detector, dataset, task: Task, run_cfg: dict, progress: b
     if scores_path is not None:
         write_scores(scores_path, names, defects, scores, maps)
     return row
+
+
+def aupro_options(run_cfg: dict) -> dict:
+    """The AUPRO variant a run's `run` section asks for (recipes/detectors.yaml: aupro_variant, aupro_thresholds)."""
+    variant = run_cfg.get("aupro_variant") or "exact"
+    return {"variant": variant, "num_thresholds": int(run_cfg.get("aupro_thresholds") or 100)}
+
+
+def aupro_description(run_cfg: dict) -> str:
+    """How the table's AUPRO was computed, in words that name the public code it matches."""
+    opts = aupro_options(run_cfg)
+    if opts["variant"] == "btf":
+        return f"btf: 3D-ADS au_pro_util.py, {opts['num_thresholds']} thresholds"
+    return "exact: every distinct score a threshold, as anomalib's AUPRO"
 
 
 def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progress: bool = True) -> dict:
@@ -249,7 +263,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
         rows.append(evaluate_task(models[task.model_key], dataset, task, run_cfg, progress, path))
     kind = "images" if dataset.layout == MVTEC_LAYOUT else "points"
     metrics = {"detector": run["detector"], "data": str(data.resolve()), "layout": dataset.layout, "kind": kind,
-               "device": str(dev), "aupro_thresholds": run_cfg.get("aupro_thresholds"), "rows": rows,
+               "device": str(dev), "aupro_variant": aupro_description(run_cfg), "rows": rows,
                "mean": summarize(rows, kind)}
     write_metrics(out, metrics)
     return metrics

@@ -55,7 +55,7 @@ def test_trapezoid_interpolates_at_the_limit():
     assert trapezoid_to([0, 0.5, 1], [0, 1, 1], 0.5) == pytest.approx(0.25)
 
 
-def test_exact_aupro_agrees_with_100_threshold_variant_on_random_maps():
+def test_exact_aupro_agrees_with_btf_variant_on_random_maps_without_ties():
     rng = np.random.default_rng(7)
     for trial in range(5):
         masks, maps = [], []
@@ -67,7 +67,7 @@ def test_exact_aupro_agrees_with_100_threshold_variant_on_random_maps():
             masks.append(m)
             maps.append(rng.random((48, 48)) + rng.uniform(0.2, 1.0) * m)
         exact = aupro(masks, maps)
-        sampled = aupro(masks, maps, num_thresholds=100)
+        sampled = aupro(masks, maps, variant="btf")
         assert 0 < exact < 1
         assert abs(exact - sampled) < 0.01, (trial, exact, sampled)
 
@@ -99,3 +99,56 @@ def test_tied_scores_cross_the_threshold_together():
     mask = np.array([[1, 0]])
     assert aupro([mask], [np.array([[0.5, 0.5]])]) == pytest.approx(0.15)
     assert aupro([mask[:, ::-1]], [np.array([[0.5, 0.5]])]) == pytest.approx(0.15)
+
+
+# One 1 x 9 image: component A = pixels 0-1, component B = pixel 3, six GT-0 pixels with tied scores.
+TIE_MASK = np.array([[1, 1, 0, 1, 0, 0, 0, 0, 0]])
+TIE_SCORE = np.array([[0.6, 0.9, 0.2, 0.4, 0.4, 0.4, 0.6, 0.6, 0.8]])
+
+
+def test_btf_variant_matches_a_hand_worked_tie_case():
+    # 3D-ADS au_pro_util with 4 thresholds: GT-0 scores sorted [.2 .4 .4 .6 .6 .8], ranks floor(linspace(0, 5, 4))
+    # = [0 1 3 5] -> thresholds .2 .4 .6 .8, FPR = 1 - (rank+1)/6 = 5/6, 2/3, 1/3, 0. PRO counts pixels
+    # strictly above t: A {.6 .9}, B {.4} -> (1+1)/2, (1+0)/2, (.5+0)/2, (.5+0)/2. Curve by FPR:
+    # (0,.25) (1/3,.25) (2/3,.5) (5/6,1) (1,1). Up to .3: .25 * .3 = .075 -> /.3 = .25.
+    assert aupro([TIE_MASK], [TIE_SCORE], variant="btf", num_thresholds=4) == pytest.approx(0.25, abs=1e-12)
+    # exact: thresholds .9 .8 .6 .4 .2 give (0,.25) (1/6,.25) (1/2,.5) (5/6,1) (1,1) after (0,0);
+    # up to .3: .25/6 + (.25 + .35)/2 * (.3 - 1/6) = .0816667 -> .272222.
+    assert aupro([TIE_MASK], [TIE_SCORE]) == pytest.approx(0.0816666667 / 0.3, abs=1e-9)
+
+
+def _btf_reference(masks, maps, num_thresholds):
+    """The au_pro_util algorithm written out loop by loop: a pointer walk per component."""
+    from scipy import ndimage
+    ok, comps = [], []
+    for m, a in zip(masks, maps):
+        lab, n = ndimage.label(m, np.ones((3, 3), int))
+        ok += list(a[lab == 0])
+        comps += [sorted(a[lab == k + 1]) for k in range(n)]
+    ok = sorted(ok)
+    fprs, pros, ptr = [1.0], [1.0], [0] * len(comps)
+    for pos in np.linspace(0, len(ok) - 1, num=num_thresholds, dtype=int):
+        t = ok[pos]
+        total = 0.0
+        for i, c in enumerate(comps):
+            while ptr[i] < len(c) and c[ptr[i]] <= t:
+                ptr[i] += 1
+            total += 1.0 - ptr[i] / len(c)
+        fprs.append(1.0 - (pos + 1) / len(ok))
+        pros.append(total / len(comps))
+    return trapezoid_to(fprs[::-1], pros[::-1], 0.3) / 0.3
+
+
+def test_btf_variant_equals_the_pointer_walk_on_quantized_maps():
+    rng = np.random.default_rng(3)
+    for trial in range(4):
+        masks = [(rng.random((20, 20)) < 0.08).astype(np.uint8) for _ in range(3)]
+        maps = [np.round(rng.random((20, 20)) * 6) / 6 + 0.5 * m for m in masks]  # heavy ties
+        for k in (7, 100):
+            assert aupro(masks, maps, variant="btf", num_thresholds=k) == pytest.approx(
+                _btf_reference(masks, maps, k), abs=1e-12), (trial, k)
+
+
+def test_unknown_aupro_variant_is_refused():
+    with pytest.raises(MetricError, match="variant"):
+        aupro([MASK], [SCORE], variant="mvtec")

@@ -70,6 +70,10 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
         "defect_engine": cfg.engine(), "skipped_defects": skipped, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
         "camera": cfg.camera().to_json(),
         "validate": {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [max(0.0, math.floor(min(ratios) * 1e6 - 1) / 1e6), 1.0] if ratios else [0.0, 1.0]},
+        "plane_band": {"clearance_m": cfg.plane_clearance,
+                       "rule": "no gt pixel on the object lies within clearance_m of the support plane; "
+                               "gt_pixels_in_plane_band counts gt pixels where removed material shows the plane",
+                       "gt_pixels_in_plane_band": sum(r.get("gt_pixels_in_plane_band", 0) for r in records)},
         "samples": records,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))

@@ -55,6 +55,7 @@ def render_config(r: dict, mesh_recipe: dict | None = None) -> RenderConfig:
                 require(r, "counts.test_good", int, 0, 10000), require(r, "counts.test_per_defect", int, 0, 10000)),
         defects=tuple(require(r, "defects", str)), defect_engine=require(r, "defect_engine", str),
         max_tries=require(r, "max_tries", int, 1, 100), min_gt_pixels=require(r, "min_gt_pixels", int, 1, 10 ** 6),
+        plane_clearance=float(require(r, "defect_plane_clearance", (int, float), 0, 1)),
         mesh_max_edge=float(get_key(mesh_recipe, "shapes.max_edge")),
         mesh_defect_params={d: defect_params(mesh_recipe, d) for d in mesh_defects()
                             if get_key(mesh_recipe, f"defects.{d}", None) is not None},

@@ -27,6 +27,7 @@ from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
 from anomalygen import geometry as g
 from anomalygen.builds.engines import get_engine
+from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
@@ -70,6 +71,7 @@ class Settings:
     source: str | None
     binary: bool
     write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
+    layout: str = asn.LAYOUT  # 'anomaly-shapenet' | 'real3d-ad' (anomalygen.builds.point_layouts)
 
 
 @dataclass
@@ -93,16 +95,19 @@ def sample_seed(seed: int, cls: str, split: str, index: int) -> list[int]:
     return class_entropy(seed, cls, SPLIT_CODE[split], index)
 
 
-def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str]) -> list[Job]:
+def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str],
+               layout: str = asn.LAYOUT) -> list[Job]:
     """The jobs of one class: `train` templates, then `test` samples whose defect types cycle
-    through `defects` (order shuffled per class) with round(test * normal_fraction) normals."""
-    jobs = [Job(cls, "train", k, GOOD, asn.sample_name(cls, "train", k)) for k in range(train)]
+    through `defects` (order shuffled per class) with round(test * normal_fraction) normals.
+    File names follow `layout`; the draws do not depend on it."""
+    names = point_output(layout)
+    jobs = [Job(cls, "train", k, GOOD, names.sample_name(cls, "train", k)) for k in range(train)]
     rng = np.random.default_rng(class_entropy(seed, cls, 7))
     n_normal = int(round(test * normal_fraction)) if defects else test
     order = list(rng.permutation(defects)) if defects else []
     kinds = [GOOD] * n_normal + [order[i % len(order)] for i in range(test - n_normal)]
     kinds = [kinds[i] for i in rng.permutation(len(kinds))]
-    jobs += [Job(cls, "test", n, d, asn.sample_name(cls, "test", n, d)) for n, d in enumerate(kinds)]
+    jobs += [Job(cls, "test", n, d, names.sample_name(cls, "test", n, d)) for n, d in enumerate(kinds)]
     return jobs
 
 
@@ -221,7 +226,7 @@ def run_job(args) -> Record:
     settings, out, job = args
     out = Path(out)
     sample, rec, mesh = make_sample(settings, job)
-    asn.write_sample(out, sample, binary=settings.binary)
+    point_output(settings.layout).write_sample(out, sample, settings.binary)
     if _writes_mesh(settings, job):
         write_bytes_atomic(out / "obj" / job.cls / f"{job.name}.obj", obj_bytes(mesh))
     cp = out / STATE_DIR / "classes" / f"{job.cls}.json"
@@ -234,10 +239,12 @@ def run_job(args) -> Record:
 
 
 def _writes_mesh(settings: Settings, job: Job) -> bool:
-    """obj/<class>/<name>.obj: the class's normal mesh (first template) always unless 'none';
-    every test sample's mesh (defective or not) with 'all'."""
+    """obj/<class>/<name>.obj: with 'normal' the class's normal mesh once (as the first template,
+    <class>_template0.obj); with 'all' every sample's mesh: each train template's (named as its
+    point cloud, so obj/<class>/*template*.obj finds them all; the templates are point samplings
+    of one normal shape, so their meshes are the same) and each test sample's, defective or not."""
     if settings.write_meshes == "all":
-        return job.split == "test" or job.index == 0
+        return True
     return settings.write_meshes == "normal" and job.split == "train" and job.index == 0
 
 
@@ -246,10 +253,7 @@ def _done(out: Path, job: Job, settings: Settings) -> Record | None:
     rp = record_path(out, job.cls, job.name)
     if not rp.is_file():
         return None
-    base = out / "pcd" / job.cls
-    need = [base / job.split / f"{job.name}.pcd"]
-    if job.split == "test" and job.defect != GOOD:
-        need.append(base / "GT" / f"{job.name}.txt")
+    need = point_output(settings.layout).sample_files(out, job.cls, job.split, job.name, job.defect != GOOD)
     if _writes_mesh(settings, job):
         need.append(out / "obj" / job.cls / f"{job.name}.obj")
     if not all(p.is_file() for p in need):
@@ -324,7 +328,8 @@ def defect_params(recipe: dict, defect: str) -> dict:
             "rim_distance": float(require(recipe, "labels.rim_distance", (int, float), 0, 1))}
 
 
-def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, defects=None) -> Settings:
+def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, defects=None,
+                         layout=None) -> Settings:
     pts = require(recipe, "dataset.points", int, 1)
     ratio = require(recipe, "labels.anomaly_ratio", (int, float), 0, 1)
     dparams = get_key(recipe, "defects")
@@ -345,6 +350,7 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
         source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
         binary=bool(get_key(recipe, "dataset.pcd_binary")),
         write_meshes=_mesh_mode(get_key(recipe, "dataset.write_meshes")),
+        layout=point_output(layout or asn.LAYOUT).name,
     )
 
 
@@ -361,14 +367,16 @@ def fingerprint(settings: Settings, jobs: list[Job]) -> str:
 
 
 def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_class=None, test_per_class=None,
-                  defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None) -> BuildResult:
-    """Build an Anomaly-ShapeNet-layout dataset in `out`. Re-running resumes (same bytes).
+                  defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None,
+                  layout=None) -> BuildResult:
+    """Build a point-cloud dataset in `out`, in the Anomaly-ShapeNet layout (default) or `layout`
+    'real3d-ad' (anomalygen.builds.point_layouts). Re-running resumes (same bytes).
 
     `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm)."""
     t0 = time.perf_counter()
     out = Path(out)
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
-    settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects)
+    settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects, layout=layout)
     get_engine(settings.engine)  # fail fast with the engine's own message
     src = open_source(settings.source, settings.voxel_pitch)
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
@@ -377,7 +385,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     if train < 0 or test < 0 or train + test == 0:
         raise AnomalygenError("--train-per-class and --test-per-class must be >= 0 and not both 0")
     frac = float(require(recipe, "dataset.normal_test_fraction", (int, float), 0, 1))
-    jobs = [j for c in names for j in plan_class(c, settings.seed, train, test, frac, defects)]
+    jobs = [j for c in names for j in plan_class(c, settings.seed, train, test, frac, defects, settings.layout)]
     fp = fingerprint(settings, jobs)
     state = out / STATE_DIR / "build.json"
     if state.is_file() and not overwrite:
@@ -389,8 +397,8 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     if overwrite:  # start clean: only what a build writes, nothing else in `out`
         import shutil
 
-        for name in ("pcd", "obj", STATE_DIR):
-            shutil.rmtree(out / name, ignore_errors=True)
+        for d in [*point_output(settings.layout).written_dirs(out, names), out / "obj", out / STATE_DIR]:
+            shutil.rmtree(d, ignore_errors=True)
         (out / "manifest.json").unlink(missing_ok=True)
     write_text_atomic(state, json.dumps({"fingerprint": fp}))
 
@@ -420,7 +428,7 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         classes[c] = json.loads(cp.read_text()) if cp.is_file() else {}
     body = {
         "generator": f"anomalygen {__version__} build-shapenet",
-        "layout": asn.LAYOUT,
+        "layout": settings.layout,
         "shapes": src.summary(),
         "seed": settings.seed,
         "engine": settings.engine,
@@ -429,6 +437,7 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "counts": {"classes": len(names), "train_per_class": train, "test_per_class": test,
                    "samples": len(records), "anomalous": sum(r.defect != GOOD for r in records)},
         "defects": defects,
+        **({"layout_defect_names": {d: REAL3D_TYPE.get(d, d) for d in defects}} if settings.layout != asn.LAYOUT else {}),
         "validate": {"points": list(settings.points), "anomaly_ratio": list(settings.ratio)},
         "recipe": {k: v for k, v in recipe.items() if k != "_source"},
         "recipe_source": Path(str(recipe.get("_source", ""))).name,

@@ -10,7 +10,11 @@ from anomalygen.errors import AnomalygenError
 
 
 @click.command("build-shapenet")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (Anomaly-ShapeNet layout).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--layout", default="anomaly-shapenet", show_default=True,
+              type=click.Choice(["anomaly-shapenet", "real3d-ad"]),
+              help="Folder layout: Anomaly-ShapeNet (pcd/<class>/{train,test,GT}, comma GT) or Real3D-AD "
+                   "(<class>/{train,test,gt}, space GT, <n>_template.pcd, bulge/sink/cut type names).")
 @click.option("--classes", default=None, metavar="N|NAMES",
               help="First N of the 40 classes, or comma-separated names (default: recipe, 40).")
 @click.option("--source", default=None, type=click.Path(exists=True, file_okay=False),
@@ -26,7 +30,7 @@ from anomalygen.errors import AnomalygenError
 @click.option("--overwrite", is_flag=True,
               help="Delete a previous build in --out (pcd/, obj/, manifest) and build from scratch.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
-def command(out, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, seed,
+def command(out, layout, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, seed,
             overwrite, quiet):
     """Build a labeled Anomaly-ShapeNet-layout dataset: 40 classes, 1600 samples by default.
 
@@ -35,13 +39,14 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
     scratch. Every sample has 8K-30K points; an anomalous point is one farther than
     tau from the ORIGINAL surface, or (hole/break/crack) within rim_distance of the
     cut's rim. Re-running the same command resumes a killed build to the same bytes.
-    Writes pcd/<class>/{train,test,GT}, obj/<class>/ and manifest.json; check the result
-    with `anomalygen validate`.
+    Writes pcd/<class>/{train,test,GT} (or, with --layout real3d-ad, <class>/{train,test,gt}),
+    obj/<class>/ and manifest.json; check the result with `anomalygen validate`.
 
     \b
     Examples:
       anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet
       anomalygen build-shapenet --classes bowl0,vase1 --defects hole,crack --out out/small
+      anomalygen build-shapenet --classes 2 --layout real3d-ad --out out/real3d-style
       anomalygen build-shapenet --source ~/ShapeNetCore.v2 --classes 10 --out out/sn
     """
     from tqdm import tqdm
@@ -64,7 +69,7 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
         res = build_dataset(out, rec, classes=classes, source=source, train_per_class=train_per_class,
                             test_per_class=test_per_class, defects=dlist, engine=engine,
                             workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
-                            overwrite=overwrite, progress=bar)
+                            overwrite=overwrite, progress=bar, layout=layout)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
         sys.exit(130)

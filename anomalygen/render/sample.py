@@ -39,6 +39,10 @@ class RenderConfig:
     defect_engine: str = "auto"
     max_tries: int = 8
     min_gt_pixels: int = 12
+    # a defect draw is redrawn when any of its gt pixels ON THE OBJECT lies within this distance
+    # (metres) of the support plane: BTF's preprocessing removes points within 0.005 m of the
+    # RANSAC plane, and a defect there would be erased before any detector sees it. 0 = no check.
+    plane_clearance: float = 0.0
     # the mesh engine's settings (the build-shapenet recipe's): catalog refinement, and per defect
     # type everything anomalygen.mesh.apply_defect needs (recipe section + tau, rim_distance)
     mesh_max_edge: float = 0.025
@@ -79,6 +83,13 @@ def _mesh_engine_defect(mesh, defect: str, params: dict, rng: np.random.Generato
     return res.mesh, params, labels
 
 
+def plane_height(xyz: np.ndarray, distance: float, tilt: tuple[float, float]) -> np.ndarray:
+    """Each point's height above the support plane z = distance + tilt_x * x + tilt_y * y (metres;
+    the camera looks along +z, so points above the plane have smaller z)."""
+    x, y, z = (xyz[..., i].astype(np.float64) for i in range(3))
+    return (distance + tilt[0] * x + tilt[1] * y - z) / np.sqrt(1.0 + tilt[0] ** 2 + tilt[1] ** 2)
+
+
 def render_scene(cls: str, cfg: RenderConfig, rng: np.random.Generator, defect: str | None = None):
     """(normal Render, defective Render or None, albedos, record, gt or None). Draws shape, placement,
     plane and defect from rng; a defect the camera cannot see is drawn again (cfg.max_tries)."""
@@ -111,11 +122,18 @@ def render_scene(cls: str, cfg: RenderConfig, rng: np.random.Generator, defect: 
             lab[obj] = labeler(bad.xyz[obj].astype(np.float64))
             vanished = (normal.geometry == 0) & (bad.geometry != 0)
             gt = (lab.astype(bool) | vanished).astype(np.uint8)
+        in_band = gt.astype(bool) & (plane_height(bad.xyz, cfg.distance, tilt) <= cfg.plane_clearance)
+        if cfg.plane_clearance > 0 and (in_band & (bad.geometry == 0)).any():
+            continue  # the defect reaches down to the support: preprocessing would erase part of it
         if gt.sum() >= cfg.min_gt_pixels * cfg.size ** 2 / 256 ** 2:
-            record.update(defect_params=params, defect_engine=engine, tries=tries)
+            # what remains in the band: gt pixels where removed material now shows the plane itself
+            record.update(defect_params=params, defect_engine=engine, tries=tries,
+                          gt_pixels_in_plane_band=int(in_band.sum()))
             return normal, bad, (obj_albedo, bg_albedo), record, gt
     raise AnomalygenError(f"{cls}: no visible {defect} after {cfg.max_tries} draws (needs >= {cfg.min_gt_pixels} "
-                          "gt pixels at 256 x 256); raise max_tries or lower min_gt_pixels")
+                          "gt pixels at 256 x 256" + (f", none on the object within {cfg.plane_clearance} m of the "
+                                                      "support plane" if cfg.plane_clearance > 0 else "")
+                          + "); raise max_tries or lower min_gt_pixels")
 
 
 def defect_gt(normal: Render, bad: Render, tau: float) -> np.ndarray:
