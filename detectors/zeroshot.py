@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,9 @@ def zero_shot(detectors, data, out, classes=None, recipe: str = "detectors", ove
             run_dir = out / det / train
             metrics = _finished_metrics(run_dir)
             if metrics is None:
-                resume = run_dir.is_dir() and any(run_dir.iterdir())
+                if run_dir.is_dir() and not (run_dir / "run.json").is_file():
+                    shutil.rmtree(run_dir)  # killed before its run.json was written: nothing to continue
+                resume = run_dir.is_dir()
                 run = train_detector(det, data, run_dir, train_classes=[train], test_classes=tests, recipe=recipe,
                                      overrides=overrides, device=device, evaluate=True, progress=False,
                                      resume=resume)

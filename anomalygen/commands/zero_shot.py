@@ -21,7 +21,8 @@ from anomalygen.recipes import parse_overrides
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set btf.images.image_size=112 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(detectors, data, out, classes, device, recipe, overrides, quiet):
+@click.pass_context
+def command(ctx, detectors, data, out, classes, device, recipe, overrides, quiet):
     """Train on each class, test on each other class, and print the matrices.
 
     Each class of the square trains once and is tested on every other class; the classes
@@ -38,9 +39,14 @@ def command(detectors, data, out, classes, device, recipe, overrides, quiet):
       anomalygen zero-shot --detectors btf --data out/rendered-zs --out runs/zero-shot --set btf.images.image_size=64
       anomalygen zero-shot --detectors btf --data out/rendered-zs --classes bagel,foam --out runs/zs-2 --set btf.images.image_size=64
     """
+    from anomalygen.detectors.engine import TrainingInterrupted
     from anomalygen.detectors.zeroshot import matrices_markdown, zero_shot
 
-    result = zero_shot(detectors, data, out, classes=classes, recipe=recipe, overrides=parse_overrides(overrides),
-                       device=device, progress=not quiet)
+    try:
+        result = zero_shot(detectors, data, out, classes=classes, recipe=recipe, overrides=parse_overrides(overrides),
+                           device=device, progress=not quiet)
+    except TrainingInterrupted:
+        click.echo(f"interrupted: {out} kept; run the same zero-shot command to continue the square", err=True)
+        ctx.exit(130)
     click.echo(matrices_markdown(result))
     click.echo(f"wrote {out}/zero-shot.json, zero-shot.csv, zero-shot.md")
