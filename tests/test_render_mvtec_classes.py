@@ -37,7 +37,7 @@ PINNED = {
 }
 
 TINY = {"size": 40, "counts": {"train": 1, "validation": 0, "test_good": 1, "test_per_defect": 1},
-        "defects": ["bulge", "hole"]}
+        "defects": ["hole"]}
 
 
 def test_the_six_builtin_classes_keep_their_bytes():
@@ -77,13 +77,14 @@ def test_procedural_class_renders_valid_xyz_and_a_gt_mask(cls):
     assert dz[bad.mask.astype(bool)].max() > 0
 
 
+@pytest.mark.slow
 def test_render_all_ten_by_count_and_validate(tmp_path):
     out = tmp_path / "ten"
     render_mvtec3d(out, "10", {**load_recipe("render-mvtec3d"), **TINY}, seed=1)
     ds = open_dataset(out)
     assert ds.classes() == sorted(MVTEC_CLASSES) and set(SHAPES) <= set(ds.classes())
     for c in MVTEC_CLASSES:
-        assert len(ds.samples(c, "train")) == 1 and len(ds.samples(c, "test")) == 3
+        assert len(ds.samples(c, "train")) == 1 and len(ds.samples(c, "test")) == 2
     r = CliRunner().invoke(cli, ["validate", str(out), "--quiet"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
 
