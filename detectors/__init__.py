@@ -19,7 +19,7 @@ Layout: base.py (the Detector interface, capabilities, FitOptions), data.py (laz
 data), settings.py (typed settings from recipe sections), neural.py (NeuralDetector: the base
 of every detector that trains a network) and training/ (the one Lightning training loop);
 tasks.py / runs.py / scores.py / engine.py (a run: what it trains, its folder, its
-predictions, training and scoring), reports/ (metric tables, preview sheets), common/
+predictions, training and scoring), zeroshot.py (3DzAL's train-on-one, test-on-each-other square), reports/ (metric tables, preview sheets), common/
 (shared point ops, memory bank, FPFH), and one folder per detector: <name>/detector.py
 (the Detector subclass and its settings), network.py, loss.py, data.py where it has them.
 

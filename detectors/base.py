@@ -14,6 +14,7 @@ Optional abilities are declared as class attributes (capabilities), never discov
 probing for private methods:
     scores_batches   `_score_many` scores several samples in one call (same results as one by one)
     trains_network   `fit` runs the shared Lightning training loop (checkpoints, resume, budget)
+    uses_irrelevant  `fit` draws pseudo anomalies from task-irrelevant classes (FitOptions.irrelevant)
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class FitOptions:
     loader_workers DataLoader worker processes reading the training samples
     progress       show progress bars
     task           the task's name, for messages
+    irrelevant     training-sample references of the task's task-irrelevant classes (other classes than
+                   the ones trained and tested; filled for detectors with `uses_irrelevant`)
     """
 
     workdir: Path | None = None
@@ -54,6 +57,7 @@ class FitOptions:
     loader_workers: int = 0
     progress: bool = False
     task: str = ""
+    irrelevant: Sequence = ()
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -77,6 +81,7 @@ class Detector:
     kinds: tuple[str, ...] = ("points", "images")
     scores_batches: bool = False
     trains_network: bool = False
+    uses_irrelevant: bool = False
 
     def __init__(self, config: dict | None = None, device: str | torch.device = "auto"):
         self.config = dict(config or {})

@@ -75,7 +75,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     _check_fit_limits(max_minutes, devices)
     data = Path(data)
     dataset = open_dataset(data)
-    tasks = plan_tasks(dataset, classes, train_classes, test_classes)
+    tasks = plan_tasks(dataset, classes, train_classes, test_classes, irrelevant=cls.uses_irrelevant)
     # validates the detector's settings before anything is written; the realized config has defaults filled in
     config = cls(get_key(rec, detector, {}) or {}, dev).config
     out = Path(out)
@@ -113,14 +113,16 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
         if task.model_key in run["trained"]:
             continue
         refs = [r for c in task.train for r in dataset.samples(c, "train")]
+        irrelevant = [r for c in task.irrelevant for r in dataset.samples(c, "train")]
+        counts = {"train_samples": len(refs), **({"irrelevant_samples": len(irrelevant)} if task.irrelevant else {})}
         workdir = model_dir(out, task.model_key)
         if options.resume and is_saved(workdir):
-            run["trained"][task.model_key] = {**previous.get(task.model_key, {}), "train_samples": len(refs)}
+            run["trained"][task.model_key] = {**previous.get(task.model_key, {}), **counts}
         else:
             det: Detector = cls(run["config"], dev)
-            det.fit(refs, replace(options, workdir=workdir, task=task.model_key))
+            det.fit(refs, replace(options, workdir=workdir, task=task.model_key, irrelevant=irrelevant))
             det.save(workdir)
-            run["trained"][task.model_key] = {"train_samples": len(refs), **det.training_info}
+            run["trained"][task.model_key] = {**counts, **det.training_info}
         write_run(out, run)
 
 

@@ -22,7 +22,7 @@ from anomalygen.io import mvtec3d, write_text_atomic
 from anomalygen.parallel import ordered_map
 from anomalygen.recipes import load_recipe, require
 from anomalygen.render.sample import RenderConfig, render_sample
-from anomalygen.render.scene import known_classes
+from anomalygen.render.scene import MVTEC_CLASSES, known_classes
 
 
 def _job(args) -> dict:
@@ -43,13 +43,24 @@ def render_jobs(classes, cfg: RenderConfig, seed: int) -> list[tuple]:
     return jobs
 
 
+def mvtec_classes(classes) -> list[str]:
+    """A count N (int or digit string) -> the first N of MVTec 3D-AD's ten classes in its order;
+    'a,b' or a list -> those names."""
+    if isinstance(classes, int) or (isinstance(classes, str) and classes.strip().isdigit()):
+        n = int(classes)
+        if not 1 <= n <= len(MVTEC_CLASSES):
+            raise AnomalygenError(f"--classes {n}: choose 1..{len(MVTEC_CLASSES)} (MVTec 3D-AD: {', '.join(MVTEC_CLASSES)})")
+        return list(MVTEC_CLASSES[:n])
+    return [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip()]
+
+
 def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, recipe: dict | None = None,
                    seed: int | None = None, workers: int = 1, progress=None) -> Path:
     """Write the rendered dataset under `out` and its manifest.json; returns `out`."""
     recipe = recipe or load_recipe("render-mvtec3d")
     cfg = render_config(recipe)
     seed = require(recipe, "seed", int) if seed is None else seed
-    classes = list(classes or require(recipe, "classes", str))
+    classes = mvtec_classes(classes or require(recipe, "classes", str))
     known = known_classes()
     for c in classes:
         if c not in known:

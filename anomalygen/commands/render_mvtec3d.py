@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 @click.command("render-mvtec3d")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (MVTec 3D-AD layout).")
-@click.option("--classes", default=None, help="Comma-separated classes [recipe: classes].")
+@click.option("--classes", default=None,
+              help="Comma-separated classes, or N: the first N of MVTec 3D-AD's ten [recipe: classes, all ten].")
 @click.option("--seed", type=int, default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
 @click.option("--size", type=int, default=None, help="Image width = height in pixels [recipe: size].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes rendering in parallel.")
@@ -24,13 +25,14 @@ def command(out, classes, seed, size, workers, recipe):
     than gt_tau x object size. This is the offline default input of depth-defects.
 
     \b
-    Example:
+    Examples:
       anomalygen render-mvtec3d --classes bagel,tire --out out/rendered
+      anomalygen render-mvtec3d --classes 10 --size 64 --out out/rendered-10
     """
     from anomalygen.recipes import load_recipe
     from anomalygen.builds.render import render_mvtec3d
 
     rec = load_recipe(recipe, {"size": size} if size else None)
     bar = lambda it, total: tqdm(it, total=total, desc="render", unit="image", file=sys.stderr)  # noqa: E731
-    root = render_mvtec3d(out, classes.split(",") if classes else None, rec, seed, workers, progress=bar)
+    root = render_mvtec3d(out, classes or None, rec, seed, workers, progress=bar)
     click.echo(f"wrote {root} (check: anomalygen validate {root})")

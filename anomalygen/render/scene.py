@@ -1,7 +1,8 @@
 """Scenes for the renderer: an object mesh resting on a background plane under a camera.
 
-Shapes: six built-in MVTec-3D-like objects (bagel, cookie, dowel, peach, potato, tire)
-and the 40 classes of the procedural shape catalog (`anomalygen.shapes.catalog`).
+Shapes: the ten MVTec 3D-AD classes as procedural objects (bagel, cookie, dowel, peach,
+potato, tire below; cable_gland, carrot, foam, rope from `anomalygen.shapes.mvtec`) and the
+40 classes of the procedural shape catalog (`anomalygen.shapes.catalog`).
 Defects: the seven mesh defect operators (`anomalygen.mesh.apply_defect`, engine 'mesh'),
 or the built-in bulge and concavity below (engine 'builtin': smooth cosine bumps whose
 gt is the depth change).
@@ -17,6 +18,7 @@ from anomalygen.io import anomaly_shapenet
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS
 from anomalygen.shapes.catalog import make_shape
+from anomalygen.shapes.mvtec import SHAPES as MVTEC_SHAPES, make_mvtec_shape
 
 # --------------------------------------------------------------------------- built-in shapes
 
@@ -67,7 +69,10 @@ def _dowel(rng):
 
 BUILTIN_SHAPES = {"bagel": _bagel, "cookie": _cookie, "dowel": _dowel, "peach": _peach, "potato": _potato, "tire": _tire}
 BUILTIN_COLORS = {"bagel": (0.72, 0.47, 0.22), "cookie": (0.80, 0.62, 0.38), "dowel": (0.78, 0.63, 0.45),
-                  "peach": (0.93, 0.58, 0.38), "potato": (0.76, 0.64, 0.42), "tire": (0.16, 0.16, 0.17)}
+                  "peach": (0.93, 0.58, 0.38), "potato": (0.76, 0.64, 0.42), "tire": (0.16, 0.16, 0.17),
+                  "cable_gland": (0.55, 0.56, 0.58), "carrot": (0.90, 0.45, 0.13), "foam": (0.86, 0.84, 0.76),
+                  "rope": (0.74, 0.66, 0.50)}
+MVTEC_CLASSES = ("bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "potato", "rope", "tire")
 BUILTIN_DEFECTS = ("bulge", "concavity")  # the mesh operators' names for the same two shapes
 
 
@@ -106,7 +111,7 @@ def catalog_classes() -> list[str]:
 
 
 def known_classes() -> list[str]:
-    return list(BUILTIN_SHAPES) + catalog_classes()
+    return list(BUILTIN_SHAPES) + list(MVTEC_SHAPES) + catalog_classes()
 
 
 def mesh_defects() -> tuple[str, ...]:
@@ -118,8 +123,8 @@ def normal_mesh(cls: str, rng: np.random.Generator, max_edge: float) -> trimesh.
     to `max_edge` (Z up there; turned so its top faces the camera, which looks along +Z)."""
     if cls in BUILTIN_SHAPES:
         return BUILTIN_SHAPES[cls](rng)
-    if cls in catalog_classes():
-        m = make_shape(cls, rng)
+    if cls in MVTEC_SHAPES or cls in catalog_classes():
+        m = make_mvtec_shape(cls, rng) if cls in MVTEC_SHAPES else make_shape(cls, rng)
         m = refine(m, max_edge)
         m.apply_transform(trimesh.transformations.rotation_matrix(np.pi, [1, 0, 0]))
         return m
