@@ -109,7 +109,7 @@ class DAS3DDetector(NeuralDetector):
     def _score(self, sample) -> tuple[float, np.ndarray]:
         prob = self.anomaly_map(*self.inputs(sample))
         k = self.cfg.score_pool
-        score = F.avg_pool2d(prob, k, stride=1, padding=k // 2, count_include_pad=False).max()
+        score = F.avg_pool2d(prob, k, stride=1, padding=k // 2).max()  # DRAEM: zero padding counted
         amap = upsample(prob, tuple(np.asarray(sample.xyz).shape[:2]))[0, 0]
         return float(score), amap.cpu().numpy()
 
