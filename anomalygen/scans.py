@@ -1,8 +1,9 @@
 """Organized scans (H x W x 3 xyz images, zeros where nothing was measured): the
 preprocessing the field applies to MVTec 3D-AD before anything else (BTF, M3DM, DAS3D).
 
-    remove_background   RANSAC plane on the border pixels, drop points within 0.005 of it,
-                        keep the largest DBSCAN cluster (open3d)  -> foreground mask
+    remove_plane        RANSAC plane on the border pixels, drop points within 0.005 of it
+                        (numpy only)  -> foreground mask
+    remove_background   remove_plane, then keep the largest DBSCAN cluster (open3d)  -> foreground mask
     resize_sample       xyz and masks by nearest neighbour (an invalid pixel never blends
                         into a valid one), rgb bilinear
 
@@ -61,14 +62,13 @@ def pixel_spacing(xyz: np.ndarray, valid: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(xyz[:, 1:][both] - xyz[:, :-1][both], axis=-1)))
 
 
-def remove_background(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(),
-                      rng: np.random.Generator | None = None) -> np.ndarray:
-    """(H, W) bool foreground: valid pixels off the border-fitted plane, largest DBSCAN cluster.
+def remove_plane(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(),
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """(H, W) bool: valid pixels farther than cfg.plane_distance from the border-fitted RANSAC plane
+    (numpy only; DAS3D's Section 4.1 preprocessing is this step alone).
 
-    With fewer than 3 valid border pixels there is no plane to fit and only DBSCAN applies.
+    With fewer than 3 valid border pixels there is no plane to fit and every valid pixel is kept.
     """
-    import open3d as o3d
-
     rng = rng if rng is not None else np.random.default_rng(0)
     valid = np.any(xyz != 0, axis=-1)
     h, w = valid.shape
@@ -78,9 +78,21 @@ def remove_background(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(
     if (ring & valid).sum() >= 3:
         plane = fit_plane_ransac(xyz[ring & valid], cfg.plane_distance, cfg.ransac_iterations, rng)
         dist = np.abs(xyz.astype(np.float64) @ plane[:3] + plane[3])
-        cand = valid & (dist >= cfg.plane_distance)
-    else:  # no background visible on the border (a cropped or pre-cleaned scan): nothing to remove
-        cand = valid.copy()
+        return valid & (dist >= cfg.plane_distance)
+    return valid.copy()  # no background visible on the border (a cropped or pre-cleaned scan)
+
+
+def remove_background(xyz: np.ndarray, cfg: BackgroundConfig = BackgroundConfig(),
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+    """(H, W) bool foreground: valid pixels off the border-fitted plane (remove_plane), largest DBSCAN cluster.
+
+    With fewer than 3 valid border pixels there is no plane to fit and only DBSCAN applies.
+    """
+    import open3d as o3d
+
+    cand = remove_plane(xyz, cfg, rng)
+    valid = np.any(xyz != 0, axis=-1)
+    h, w = valid.shape
     if not cand.any():
         return cand
     idx = np.flatnonzero(cand)

@@ -35,6 +35,7 @@ from anomalygen.errors import AnomalygenError
 
 REGISTRY: dict[str, str] = {
     "btf": "anomalygen.detectors.btf.detector:BTFDetector",
+    "das3d": "anomalygen.detectors.das3d.detector:DAS3DDetector",
     "patchae": "anomalygen.detectors.patchae.detector:PatchAEDetector",
 }
 

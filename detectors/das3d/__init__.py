@@ -1,1 +1,2 @@
-"""DAS3D (ECCV 2024): the detector trained on its own depth + RGB synthesis. Today: its training data."""
+"""DAS3D (ECCV 2024): reconstruction nets + dual-modal discriminator trained on our depth + RGB synthesis
+(detector.py; network.py, loss.py, data.py)."""
