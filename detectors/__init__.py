@@ -36,6 +36,7 @@ from anomalygen.errors import AnomalygenError
 REGISTRY: dict[str, str] = {
     "btf": "anomalygen.detectors.btf.detector:BTFDetector",
     "patchae": "anomalygen.detectors.patchae.detector:PatchAEDetector",
+    "imrnet": "anomalygen.detectors.imrnet.detector:IMRNetDetector",
 }
 
 
