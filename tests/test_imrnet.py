@@ -23,7 +23,7 @@ from anomalygen.io import GOOD, PointSample
 # a flat plane is the surface the network learns; a bump on it is the planted defect
 TINY = {"n_points": 256, "groups": 16, "patch_points": 16, "compare_points": 16, "dim": 32, "width": 16, "depth": 2,
         "decoder_depth": 3, "heads": 2, "repeat": 8, "centre_jitter": 0.3,
-        "train": {"epochs": 15, "batch_size": 8, "lr": 0.003}}
+        "train": {"epochs": 10, "batch_size": 8, "lr": 0.003}}
 
 
 def plane(n: int, rng: np.random.Generator, bump: float = 0.0, width: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +97,7 @@ def test_masked_reconstruction_loss_falls(trained):
     for epoch, _, loss, *_ in rows:
         by_epoch.setdefault(int(epoch), []).append(float(loss))
     first, last = np.mean(by_epoch[min(by_epoch)]), np.mean(by_epoch[max(by_epoch)])
-    assert len(by_epoch) == 15 and last < 0.5 * first, (first, last)
+    assert len(by_epoch) == 10 and last < 0.5 * first, (first, last)
 
 
 def test_iterative_reconstruction_moves_a_bump_toward_the_original_surface(trained):
@@ -109,7 +109,7 @@ def test_iterative_reconstruction_moves_a_bump_toward_the_original_surface(train
         r = det.analyse(pts)
         flat = r["normed"][:, 2].median()  # the plane's height after normalization
         centres = r["centres"]
-        on_bump = centres[:, :2].norm(dim=-1) < 0.25 * float(r["normed"][:, :2].abs().max())
+        on_bump = centres[:, :2].norm(dim=-1) < 0.4 * float(r["normed"][:, :2].abs().max())
         inp = (r["patches"] + centres[:, None])[on_bump]
         out = (r["recon"] + centres[:, None])[on_bump]
         before.append(float((inp[..., 2] - flat).abs().mean()))
@@ -156,3 +156,17 @@ def test_cli_pretrains_then_fine_tunes_with_the_tiny_recipe(tmp_path):
     r = run("train-detector", "--detector", "imrnet", "--recipe", "imrnet-tiny", "--data", data, "--out",
             tmp_path / "r2", "--set", f"imrnet.pretrained={pre}", "--set", "imrnet.dim=16", *quick)
     assert r.exit_code == 2 and "differs from these settings" in r.output and not (tmp_path / "r2").exists()
+
+
+def test_imrnet_and_its_pretraining_do_not_import_open3d():
+    """The GPU machines have no open3d: training, scoring and pretraining must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "import anomalygen.detectors.imrnet.detector, anomalygen.detectors.imrnet.pretrain\n"
+            "from anomalygen.detectors.imrnet.data import ShapeSourceMeshes\n"
+            "from anomalygen.shapes.sources import open_source\n"
+            "ShapeSourceMeshes(open_source(None), 1, 0)[0]\n"
+            "assert 'open3d' not in sys.modules\n")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
