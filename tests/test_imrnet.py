@@ -170,3 +170,18 @@ def test_imrnet_and_its_pretraining_do_not_import_open3d():
             "ShapeSourceMeshes(open_source(None), 1, 0)[0]\n"
             "assert 'open3d' not in sys.modules\n")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("layout", ["shapenet_dir", "real3d_dir"])
+def test_fits_and_maps_every_point_on_both_point_layouts(layout, request):
+    from anomalygen.io import open_dataset
+
+    ds = open_dataset(request.getfixturevalue(layout))
+    cls = ds.classes()[0]
+    mini = {**TINY, "n_points": 128, "groups": 8, "patch_points": 8, "compare_points": 8, "repeat": 1,
+            "train": {"epochs": 1, "batch_size": 2}}
+    det = get_detector("imrnet")(mini, device="cpu").fit(ds.samples(cls, "train"))
+    for ref in ds.samples(cls, "test"):
+        s = ref.load()
+        score, amap = det.score(s)
+        assert amap.shape == (len(s.points),) and np.isfinite(score) and np.isfinite(amap).all()
