@@ -22,7 +22,13 @@ SAMPLERS = ("gps", "fps", "random")
 
 
 def local_geometry(points: torch.Tensor, k: int = 16, eps: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """points (B,N,3) -> normals (B,N,3), curvature (B,N), neighbour indices (B,N,k) (self first)."""
+    """points (B,N,3) -> normals (B,N,3), curvature (B,N), neighbour indices (B,N,k) (self first).
+    Computed in float32/float64 even under autocast: bf16 covariances would blur flat from curved."""
+    with torch.autocast(points.device.type, enabled=False):
+        return _local_geometry(points.float(), k, eps)
+
+
+def _local_geometry(points: torch.Tensor, k: int, eps: float):
     _, idx = knn(points, points, k)
     neigh = gather(points, idx)                                        # (B,N,k,3)
     centred = neigh - neigh.mean(dim=2, keepdim=True)
@@ -36,6 +42,7 @@ def local_geometry(points: torch.Tensor, k: int = 16, eps: float = 1e-9) -> tupl
 
 def rate_of_change(points: torch.Tensor, k: int = 16, eps: float = 1e-9) -> torch.Tensor:
     """(B,N) rate of change of normals and curvature around each point (Eqs. 3-5)."""
+    points = points.float()
     normals, curvature, idx = local_geometry(points, k, eps)
     idx = idx[..., 1:]                                                 # neighbours without the point itself
     nj = gather(normals, idx)                                          # (B,N,k-1,3)
