@@ -17,6 +17,7 @@ RS 0.55 / 0.61 on their data; Table 3 means: IMRNet 0.661 vs BTF-FPFH 0.528 over
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -86,11 +87,14 @@ def main(argv=None) -> int:
 
     pretrain_s = None
     if args.pretrain:
-        from anomalygen.detectors.imrnet.pretrain import pretrain_imrnet
+        from anomalygen.detectors.imrnet.pretrain import PRETRAIN_FILE, pretrain_imrnet
 
         rec = load_recipe(builtin_recipes().get(args.recipe, args.recipe), overrides)
         pre = work / f"pretrained-{args.recipe}"
-        summary = pretrain_imrnet(get_key(rec, "imrnet", {}) or {}, pre, device=args.device, resume=pre.exists())
+        if (pre / PRETRAIN_FILE).is_file():  # re-used: fine-tuning refuses it if its network sizes differ
+            summary = json.loads((pre / PRETRAIN_FILE).read_text())
+        else:
+            summary = pretrain_imrnet(get_key(rec, "imrnet", {}) or {}, pre, device=args.device, resume=pre.exists())
         pretrain_s = summary["seconds"]
         overrides["imrnet.pretrained"] = str(pre)
         print(f"pretrained on {summary['shapes']} shapes, {summary['training']['steps']} steps: {pretrain_s:.1f} s")

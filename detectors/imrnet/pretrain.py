@@ -25,6 +25,9 @@ from anomalygen.io import atomic_path, write_text_atomic
 from anomalygen.shapes.sources import open_source
 
 PRETRAIN_FILE = "pretrain.json"
+# the settings the network and its training loss depend on
+PRETRAIN_KEYS = ("n_points", "groups", "patch_points", "mask_ratio", "sampler", "tau", "salient_ratio", "geometry_k",
+                 "dim", "width", "depth", "decoder_depth", "heads", "centre_jitter")
 
 
 def pretrain_imrnet(config: dict | None, out, source: str | None = None, device: str = "auto",
@@ -50,8 +53,12 @@ def pretrain_imrnet(config: dict | None, out, source: str | None = None, device:
     start = time.monotonic()
     options = FitOptions(workdir=out, resume=resume, max_minutes=max_minutes, progress=progress,
                          loader_workers=loader_workers, task="imrnet")
+    # what the pretrained weights depend on (not the fine-tuning or scoring settings), so that --resume
+    # accepts the checkpoint whatever those say
+    identity = {"detector": "imrnet-pretrain", "pretrain": det.config["pretrain"],
+                "network": {k: det.config[k] for k in PRETRAIN_KEYS}}
     result = fit_network(network, items, det.training_loss(), c.pretrain.train, options, det.device, "pretrain",
-                         {"detector": "imrnet-pretrain", "config": det.config}, "imrnet.pretrain.train")
+                         identity, "imrnet.pretrain.train")
     with atomic_path(out / PRETRAINED_WEIGHTS) as tmp:
         torch.save(network.state_dict(), tmp)
     summary = {"detector": "imrnet", "config": det.config, "source": src.summary(), "shapes": c.pretrain.shapes,
