@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from anomalygen.errors import AnomalygenError, RecipeError
+from anomalygen.io import atomic_path
+from anomalygen.detectors.common.points import knn
 from anomalygen.detectors.common.spread import spread_to_points
 from anomalygen.detectors.imrnet.compare import cover_masks, feature_scores, iterative_reconstruction, point_scores
 from anomalygen.detectors.imrnet.data import FinetuneItems
@@ -165,8 +167,10 @@ class IMRNetDetector(NeuralDetector):
                            (recon + centres[:, :, None]).reshape(1, -1, 3), c.compare_points)
         f_in = self.network.features(centres, patches, c.feature_layers)
         f_out = self.network.features(centres, recon, c.feature_layers)
-        t = self.template
-        a_f = feature_scores(f_in, f_out, t and t["features"].to(dev), t and t["threshold"])
+        if self.template is None:  # while the template itself is being fitted
+            a_f = feature_scores(f_in, f_out)
+        else:
+            a_f = feature_scores(f_in, f_out, self.template["features"].to(dev), self.template["threshold"])
         return {"normed": torch.from_numpy(normed).to(dev), "points": x[0], "centres": centres[0], "patches": patches[0],
                 "recon": recon[0], "a_p": a_p[0], "a_f": a_f[0], "f_in": f_in[0], "f_out": f_out[0]}
 
@@ -192,8 +196,6 @@ class IMRNetDetector(NeuralDetector):
         c = self.cfg
         results = [self.analyse(np.asarray(s.points, np.float32)) for s in clouds]
         features = torch.cat([r["f_in"] for r in results[:c.template_clouds]]).cpu()
-        from anomalygen.detectors.common.points import knn
-
         dist = torch.cat([knn(r["f_out"].cpu(), features, 1)[0][:, 0] for r in results])
         threshold = float(torch.quantile(dist, c.template_quantile))
         template = {"features": features, "threshold": threshold, "scale_p": 1.0, "scale_f": 1.0}
@@ -205,8 +207,6 @@ class IMRNetDetector(NeuralDetector):
 
     # -- save / load --------------------------------------------------------------------
     def _save_state(self, directory: Path) -> dict:
-        from anomalygen.io import atomic_path
-
         state = super()._save_state(directory)
         with atomic_path(directory / TEMPLATE_FILE) as tmp:
             torch.save(self.template, tmp)
