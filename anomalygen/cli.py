@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-shapenet": ("anomalygen.commands.build_shapenet", "anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet"),
     "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --out runs/btf"),
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
+    "pretrain-detector": ("anomalygen.commands.pretrain_detector", "anomalygen pretrain-detector --detector imrnet --recipe imrnet-tiny --out runs/imrnet-pretrained"),
     "depth-defects": ("anomalygen.commands.depth_defects", "anomalygen depth-defects --input mvtec3d --out out/das3d"),
     "render-mvtec3d": ("anomalygen.commands.render_mvtec3d", "anomalygen render-mvtec3d --classes bagel,tire --out out/rendered"),
     "zero-shot": ("anomalygen.commands.zero_shot", "anomalygen zero-shot --detectors btf --data out/rendered --out runs/zero-shot"),

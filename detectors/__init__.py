@@ -37,6 +37,7 @@ REGISTRY: dict[str, str] = {
     "btf": "anomalygen.detectors.btf.detector:BTFDetector",
     "das3d": "anomalygen.detectors.das3d.detector:DAS3DDetector",
     "patchae": "anomalygen.detectors.patchae.detector:PatchAEDetector",
+    "imrnet": "anomalygen.detectors.imrnet.detector:IMRNetDetector",
 }
 
 
