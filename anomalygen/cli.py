@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
     "depth-defects": ("anomalygen.commands.depth_defects", "anomalygen depth-defects --input mvtec3d --out out/das3d"),
     "render-mvtec3d": ("anomalygen.commands.render_mvtec3d", "anomalygen render-mvtec3d --classes bagel,tire --out out/rendered"),
+    "pseudo-anomalies": ("anomalygen.commands.pseudo_anomalies", "anomalygen pseudo-anomalies --out out/pseudo --class bagel --size 128"),
     "blender": ("anomalygen.commands.blender", "anomalygen blender run defect -- --input cup.ply --output out.ply --defect hole"),
 }
 

@@ -36,6 +36,7 @@ from anomalygen.errors import AnomalygenError
 REGISTRY: dict[str, str] = {
     "btf": "anomalygen.detectors.btf.detector:BTFDetector",
     "patchae": "anomalygen.detectors.patchae.detector:PatchAEDetector",
+    "zal3d": "anomalygen.detectors.zal3d.detector:ZAL3DDetector",
 }
 
 

@@ -14,12 +14,14 @@ Optional abilities are declared as class attributes (capabilities), never discov
 probing for private methods:
     scores_batches   `_score_many` scores several samples in one call (same results as one by one)
     trains_network   `fit` runs the shared Lightning training loop (checkpoints, resume, budget)
+    uses_other_classes  `fit` also reads the task-irrelevant classes (FitOptions.auxiliary); each
+                     (training, test) task then trains its own model, since its task-irrelevant data differ
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -45,6 +47,8 @@ class FitOptions:
     loader_workers DataLoader worker processes reading the training samples
     progress       show progress bars
     task           the task's name, for messages
+    auxiliary      normal training samples of the task-irrelevant classes (the dataset's classes the task
+                   neither trains nor tests on), handed to detectors that declare `uses_other_classes`
     """
 
     workdir: Path | None = None
@@ -54,6 +58,7 @@ class FitOptions:
     loader_workers: int = 0
     progress: bool = False
     task: str = ""
+    auxiliary: list = field(default_factory=list)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -77,6 +82,7 @@ class Detector:
     kinds: tuple[str, ...] = ("points", "images")
     scores_batches: bool = False
     trains_network: bool = False
+    uses_other_classes: bool = False
 
     def __init__(self, config: dict | None = None, device: str | torch.device = "auto"):
         self.config = dict(config or {})
@@ -152,6 +158,10 @@ class Detector:
         det._load_state(directory, state.get("state", {}))
         det.fitted = True
         return det
+
+    def description(self) -> str:
+        """One line on what this fitted detector is made of, when its settings change it (metrics tables show it)."""
+        return ""
 
     # -- for subclasses ----------------------------------------------------------------
     def _fit(self, data: SampleDataset, options: FitOptions) -> None:

@@ -76,6 +76,8 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     data = Path(data)
     dataset = open_dataset(data)
     tasks = plan_tasks(dataset, classes, train_classes, test_classes)
+    if cls.uses_other_classes:
+        tasks = [replace(t, own_model=True) for t in tasks]
     # validates the detector's settings before anything is written; the realized config has defaults filled in
     config = cls(get_key(rec, detector, {}) or {}, dev).config
     out = Path(out)
@@ -118,7 +120,9 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
             run["trained"][task.model_key] = {**previous.get(task.model_key, {}), "train_samples": len(refs)}
         else:
             det: Detector = cls(run["config"], dev)
-            det.fit(refs, replace(options, workdir=workdir, task=task.model_key))
+            aux = [r for c in task.irrelevant(dataset.classes()) for r in dataset.samples(c, "train")] \
+                if cls.uses_other_classes else []
+            det.fit(refs, replace(options, workdir=workdir, task=task.model_key, auxiliary=aux))
             det.save(workdir)
             run["trained"][task.model_key] = {"train_samples": len(refs), **det.training_info}
         write_run(out, run)
@@ -251,5 +255,8 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     metrics = {"detector": run["detector"], "data": str(data.resolve()), "layout": dataset.layout, "kind": kind,
                "device": str(dev), "aupro_thresholds": run_cfg.get("aupro_thresholds"), "rows": rows,
                "mean": summarize(rows, kind)}
+    described = sorted({m.description() for m in models.values()} - {""})
+    if described:
+        metrics["description"] = "; ".join(described)
     write_metrics(out, metrics)
     return metrics

@@ -15,20 +15,30 @@ from anomalygen.errors import AnomalygenError
 
 @dataclass
 class Task:
+    """own_model: the task trains a model of its own even when another task shares its training classes
+    (a detector that also learns from the task-irrelevant classes, which differ per test class)."""
+
     name: str
     train: list[str]
     test: str
+    own_model: bool = False
 
     @property
     def model_key(self) -> str:
-        return "+".join(self.train)
+        key = "+".join(self.train)
+        return f"{key}__{self.test}" if self.own_model and self.test not in self.train else key
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "train": self.train, "test": self.test, "model": f"models/{self.model_key}"}
+        d = {"name": self.name, "train": self.train, "test": self.test, "model": f"models/{self.model_key}"}
+        return {**d, "own_model": True} if self.own_model else d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Task":
-        return cls(d["name"], list(d["train"]), d["test"])
+        return cls(d["name"], list(d["train"]), d["test"], bool(d.get("own_model", False)))
+
+    def irrelevant(self, classes: Sequence[str]) -> list[str]:
+        """The task-irrelevant classes among `classes`: neither trained nor tested on."""
+        return [c for c in classes if c not in self.train and c != self.test]
 
 
 def split_classes(value: str | Sequence[str] | None) -> list[str] | None:
