@@ -95,11 +95,12 @@ def test_removing_patch_surrounds_a_hole_and_labels_its_rim():
 def test_adding_and_removing_come_one_to_one(n):
     rng = np.random.default_rng(4)
     normal = _plane(rng)
-    interest = [rng.normal(size=(40, 3)).astype(np.float32) * 0.05]
+    interest = [rng.normal(size=(40, 3)).astype(np.float32) * 3.0]  # far wider than a patch
     out = pseudo_patches(normal, interest, n, rng, PatchSettings(k=32))
     kinds = [p["kind"] for p in out]
     assert abs(kinds.count(ADDING) - kinds.count(REMOVING)) <= n % 2
     assert all(p["points"].shape == (32, 3) and p["labels"].shape == (32,) for p in out)
+    assert all(0 < p["labels"].sum() < 32 for p in out)  # every patch holds normal and anomalous points
     assert pseudo_patches(normal, interest, 4, np.random.default_rng(9), PatchSettings(k=32))[0]["points"].tobytes() == \
         pseudo_patches(normal, interest, 4, np.random.default_rng(9), PatchSettings(k=32))[0]["points"].tobytes()
     with pytest.raises(ValueError, match="task-irrelevant"):

@@ -3,10 +3,10 @@
 A patch is the `k` points nearest an anchor (scipy's KD-tree), returned with a per-point
 label (1 = pseudo-anomalous) and the anchor:
 
-adding    a cluster of points of interest of a task-irrelevant sample (the interest point
-          nearest a random one of them and its nearest interest neighbours) is attached to a
-          normal sample: its geometric center is moved onto an anchor on the normal surface,
-          and the patch is searched in the normal cloud plus the cluster, so it holds normal
+adding    a cluster of points of interest of a task-irrelevant sample (a random one of them
+          and its nearest interest neighbours) is attached to a normal sample: its geometric
+          center is moved onto an anchor on the normal surface (randomly rotated, and shrunk to
+          half the patch radius when wider, so that it lands in the patch), and the patch is searched in the normal cloud plus the cluster, so it holds normal
           points and added points. Label 1 = an added point.
 removing  an anchor on the normal surface; a random share of its neighbourhood (the points
           nearest a hole center drawn inside it) is removed, and the patch is searched among
@@ -61,6 +61,13 @@ def adding_patch(normal: np.ndarray, interest: np.ndarray, rng: np.random.Genera
     cluster = interest[np.atleast_1d(idx)]
     cluster = (cluster - cluster.mean(0)) @ _random_rotation(rng).T
     anchor = normal[rng.integers(len(normal))]
+    # a cluster wider than the patch would leave the patch without added points: shrink it (never
+    # enlarge) to half the radius of the anchor's k normal neighbours, so its points all make the patch
+    reach, _ = cKDTree(normal).query(anchor, k=k)
+    spread = float(np.linalg.norm(cluster, axis=1).max())
+    limit = 0.5 * float(np.max(reach))
+    if spread > limit > 0:
+        cluster *= limit / spread
     cloud = np.concatenate([normal, cluster + anchor])
     _, near = cKDTree(cloud).query(anchor, k=k)
     near = np.sort(np.atleast_1d(near))
