@@ -2,7 +2,8 @@
 
 'bowl0' in the usual protocol (train and test on one class), 'bagel->carrot' in the
 zero-shot protocol of 3DzAL (train on one class, test on another). Tasks sharing their
-training classes share one model (models/<model_key>).
+training classes share one model (models/<model_key>), unless the detector also learns from
+the task-irrelevant classes (own_model: models/<train>__<test>).
 """
 
 from __future__ import annotations

@@ -220,7 +220,7 @@ class ZAL3DDetector(NeuralDetector):
         if rgb is None:
             raise AnomalygenError("zal3d.rgb_weights is set but a sample has no RGB image")
         net = self._rgb_network()
-        img = torch.as_tensor(np.asarray(rgb), dtype=torch.float32, device=self.device)
+        img = torch.as_tensor(np.array(rgb, np.float32), device=self.device)
         img = (img[..., None].expand(*img.shape, 3) if img.dim() == 2 else img[..., :3]).permute(2, 0, 1)[None]
         img = img / (255.0 if img.max() > 1.5 else 1.0)
         img = F.interpolate(img, size=(self.cfg.image_size,) * 2, mode="bilinear", align_corners=False)
