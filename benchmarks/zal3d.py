@@ -1,7 +1,7 @@
 """Benchmark: 3DzAL's ablations (paper Tables 3 and 4) on rendered MVTec 3D-AD classes, zero-shot.
 
     python benchmarks/zal3d.py [--train bagel] [--test cookie,potato,tire] [--irrelevant dowel,peach]
-                               [--size 64] [--recipe zal3d-tiny] [--epochs 5] [--keep DIR]
+                               [--size 64] [--recipe zal3d-tiny] [--epochs 5] [--keep DIR] [--set KEY=VALUE]
 
 Data: `anomalygen render-mvtec3d --classes <all of them> --size SIZE` (8 training samples per class,
 2 good + 2 per defect type in test). One model per training configuration is fitted on the
@@ -38,7 +38,7 @@ from anomalygen.detectors.base import FitOptions
 from anomalygen.detectors.engine import evaluate_task
 from anomalygen.detectors.tasks import Task
 from anomalygen.io import open_dataset
-from anomalygen.recipes import builtin_recipes, load_recipe
+from anomalygen.recipes import builtin_recipes, load_recipe, parse_overrides
 
 ALL = "bagel,cookie,dowel,peach,potato,tire"
 
@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="zal3d-tiny")
     ap.add_argument("--epochs", type=int, default=5, help="training epochs (3DzAL: 5)")
     ap.add_argument("--keep", default=None, help="keep the rendered data here (re-used when present)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the recipe's zal3d section, e.g. --set patch_size=8 (repeatable)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-zal3d-"))
@@ -66,12 +68,15 @@ def main(argv=None) -> int:
     ds = open_dataset(data)
     rec = load_recipe(builtin_recipes().get(args.recipe, args.recipe))
     base = {**rec["zal3d"], "image_size": args.size, "train": {**rec["zal3d"].get("train", {}), "epochs": args.epochs}}
+    for key, value in parse_overrides(args.overrides).items():
+        base[key] = value
     tests, aux_classes = args.test.split(","), args.irrelevant.split(",")
     refs = ds.samples(args.train, "train")
     aux = [r for c in aux_classes for r in ds.samples(c, "train")]
     run_cfg = {"aupro_thresholds": 100, "warmup": False}
     print(f"zal3d ablations: train {args.train}, test {args.test}, irrelevant {args.irrelevant}; {args.recipe} at "
-          f"{args.size} px, {args.epochs} epochs; cpu, torch threads 1; load average {os.getloadavg()}")
+          f"{args.size} px, {args.epochs} epochs {' '.join(args.overrides)}; cpu, torch threads 1; "
+          f"load average {os.getloadavg()}")
 
     def fit(**changes):
         cfg = {**base, **changes}
