@@ -54,6 +54,11 @@ def pseudo_anomalies(out, input_spec: str = "mvtec3d", normal_class: str | None 
             raise AnomalygenError(f"{name} must be at least {lo}, got {value}")
     if not 0 < tau <= 1:
         raise AnomalygenError(f"--tau must be in (0, 1], got {tau}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise AnomalygenError("--device cuda requested but no CUDA GPU is available; use --device cpu")
     input_path = parse_input(input_spec)
     if input_path is not None and not input_path.is_dir():
         raise AnomalygenError(f"{input_path}: no such directory")
@@ -77,9 +82,11 @@ def pseudo_anomalies(out, input_spec: str = "mvtec3d", normal_class: str | None 
     for role, src in wrap(todo, len(todo)):
         grids[role].append((f"{src.cls}/{src.split}/{src.name}", prepare(src.load().xyz, size, seed)))
     interest = []
-    for name, x in grids["irrelevant"]:
-        mask, soft = points_of_interest(x, tau, cnn_seed, device)
-        interest.append((name, x, mask & np.any(x != 0, axis=-1), soft))
+    if grids["irrelevant"]:  # one batch through the random CNN
+        batch = np.stack([x for _, x in grids["irrelevant"]])
+        masks, softs = points_of_interest(batch, tau, cnn_seed, device)
+        interest = [(name, x, m & np.any(x != 0, axis=-1), a)
+                    for (name, x), m, a in zip(grids["irrelevant"], masks, softs)]
     rng = np.random.default_rng(path_seed(seed, "pseudo-anomalies", normal_class))
     settings = PatchSettings(k=points)
     pools = [x[m] for _, x, m, _ in interest]

@@ -125,7 +125,8 @@ def interest_mask(a: torch.Tensor, valid: torch.Tensor, tau: float = TAU) -> tor
 
 def points_of_interest(xyz: np.ndarray, tau: float = TAU, seed: int = 0,
                        device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(M as an (H,W) bool array, A as (H,W) float32) of one ordered cloud (H,W,3)."""
+    """(M as (H,W) bool, A as (H,W) float32) of one ordered cloud (H,W,3); or of a batch (B,H,W,3),
+    run through the network as one batch on `device`: (B,H,W) each."""
     x = torch.as_tensor(np.asarray(xyz, np.float32))
     a = soft_mask(x, seed, device)
     m = interest_mask(a, (x != 0).any(-1).to(a.device), tau)
