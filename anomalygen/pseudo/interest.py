@@ -27,6 +27,7 @@ from anomalygen.pseudo.resnet import ResNet, resnet50
 
 TAU = 0.001          # top 0.1 % of the points (3DzAL, Sec. 4)
 MAP_SIZE = 56        # the layer1 resolution at 224 px, where the three maps are fused
+BATCH = 16          # clouds per forward pass (a 224 px cloud holds ~30 MB of activations up to layer3)
 SMOOTH = 1 / 16      # sigma of the local mean removed from the input, as a share of the image size
 _NETWORKS: dict[tuple[int, str], ResNet] = {}
 
@@ -126,8 +127,11 @@ def interest_mask(a: torch.Tensor, valid: torch.Tensor, tau: float = TAU) -> tor
 def points_of_interest(xyz: np.ndarray, tau: float = TAU, seed: int = 0,
                        device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(M as (H,W) bool, A as (H,W) float32) of one ordered cloud (H,W,3); or of a batch (B,H,W,3),
-    run through the network as one batch on `device`: (B,H,W) each."""
+    run through the network in batches of `BATCH` on `device`: (B,H,W) each."""
     x = torch.as_tensor(np.asarray(xyz, np.float32))
+    if x.dim() == 4 and len(x) > BATCH:
+        parts = [points_of_interest(x[i:i + BATCH], tau, seed, device) for i in range(0, len(x), BATCH)]
+        return np.concatenate([m for m, _ in parts]), np.concatenate([a for _, a in parts])
     a = soft_mask(x, seed, device)
     m = interest_mask(a, (x != 0).any(-1).to(a.device), tau)
     return m.cpu().numpy(), a.cpu().numpy().astype(np.float32)

@@ -176,10 +176,11 @@ class ZAL3DDetector(NeuralDetector):
                           for x, rgb in zip(bar(grids, desc="FPFH"), rgbs)]
         self._interest = []
         if ADDING in c.kinds:
-            for ref in bar(_spread_pick(options.auxiliary, c.irrelevant_samples), desc="points of interest"):
-                x = self._prepare(ref.load().xyz)
-                mask, _ = points_of_interest(x, c.tau, c.cnn_seed, self.device)
-                self._interest.append(x[mask & np.any(x != 0, axis=-1)])
+            aux = [self._prepare(r.load().xyz)
+                   for r in bar(_spread_pick(options.auxiliary, c.irrelevant_samples), desc="task-irrelevant")]
+            if aux:  # one batch through the random CNN
+                masks, _ = points_of_interest(np.stack(aux), c.tau, c.cnn_seed, self.device)
+                self._interest = [x[m & np.any(x != 0, axis=-1)] for x, m in zip(aux, masks)]
         super()._fit(data, options)
         self.training_info["branches"] = self.branches
         fpfh_norm = np.linalg.norm(np.concatenate([p.fpfh for p in self._prepared]), axis=1)
