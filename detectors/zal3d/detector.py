@@ -161,11 +161,10 @@ class ZAL3DDetector(NeuralDetector):
     def _fit(self, data, options) -> None:
         c = self.cfg
         bar = progress_bar(options.progress)
-        if c.w_con > 0 or c.w_bce > 0:
-            if ADDING in c.kinds and not options.auxiliary:
-                raise AnomalygenError("zal3d builds adding pseudo anomalies from task-irrelevant data: the dataset "
-                                      "needs at least one class besides the training and test classes "
-                                      f"(or set {self.name}.kinds=[removing])")
+        if ADDING in c.kinds and not options.auxiliary:
+            raise AnomalygenError("zal3d builds adding pseudo anomalies from task-irrelevant data: the dataset "
+                                  "needs at least one class besides the training and test classes "
+                                  f"(or set {self.name}.kinds=[removing])")
         grids, rgbs = [], []
         for s in bar(iterate_samples(data, options.loader_workers, self.kind), desc="prepare", total=len(data)):
             grids.append(self._prepare(s.xyz))
