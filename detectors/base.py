@@ -20,7 +20,7 @@ probing for private methods:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -157,6 +157,10 @@ class Detector:
         det._load_state(directory, state.get("state", {}))
         det.fitted = True
         return det
+
+    def description(self) -> str:
+        """One line on what this fitted detector is made of, when its settings change it (metrics tables show it)."""
+        return ""
 
     # -- for subclasses ----------------------------------------------------------------
     def _fit(self, data: SampleDataset, options: FitOptions) -> None:

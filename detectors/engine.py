@@ -267,5 +267,8 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     metrics = {"detector": run["detector"], "data": str(data.resolve()), "layout": dataset.layout, "kind": kind,
                "device": str(dev), "aupro_variant": aupro_description(run_cfg), "rows": rows,
                "mean": summarize(rows, kind)}
+    described = sorted({m.description() for m in models.values()} - {""})
+    if described:
+        metrics["description"] = "; ".join(described)
     write_metrics(out, metrics)
     return metrics

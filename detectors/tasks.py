@@ -21,6 +21,9 @@ from anomalygen.errors import AnomalygenError
 
 @dataclass
 class Task:
+    """own_model: the task trains a model of its own even when another task shares its training classes
+    (a detector that also learns from the task-irrelevant classes, which differ per test class)."""
+
     name: str
     train: list[str]
     test: str

@@ -7,6 +7,7 @@ in worker processes, writes every file atomically and writes the manifest.
     shapenet.build_dataset   `build-shapenet`: mesh defects, Anomaly-ShapeNet layout
     render.render_mvtec3d    `render-mvtec3d`: rendered scenes, MVTec 3D-AD layout
     depth.depth_defects      `depth-defects`: DAS3D depth + RGB defects, MVTec 3D-AD layout
+    pseudo.pseudo_anomalies  `pseudo-anomalies`: 3DzAL random-CNN pseudo-anomalous patches, labeled
     engines.get_engine       the defect engines a build can use (numpy, blender)
     settings                 recipe -> the synthesizers' typed settings
 """

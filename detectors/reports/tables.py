@@ -65,7 +65,8 @@ def markdown_table(metrics: dict) -> str:
     foot = (f"\n{metrics['detector']} on {metrics['data']} ({metrics['layout']}), device {metrics['device']}. "
             "ms/sample: score() only (no file loading). peak RSS: the process's peak resident memory while scoring "
             f"the class{' (lifetime peak: could not reset)' if any(r.get('peak_rss_scope') == 'process' for r in metrics['rows']) else ''}."
-            + (f" AUPRO {metrics['aupro_variant']}." if kind == "images" and metrics.get("aupro_variant") else ""))
+            + (f" AUPRO {metrics['aupro_variant']}." if kind == "images" and metrics.get("aupro_variant") else "")
+            + (f" {metrics['detector']}: {metrics['description']}." if metrics.get("description") else ""))
     notes = [f"- {r['task']}: {n}" for r in metrics["rows"] for n in r.get("notes", [])]
     return "\n".join(lines) + "\n" + foot + ("\n\nNot computed:\n" + "\n".join(notes) if notes else "") + "\n"
 
