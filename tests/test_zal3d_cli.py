@@ -71,8 +71,8 @@ def test_zal3d_tiny_trains_on_one_class_and_tests_on_another(root, tmp_path):
                 "--train-class", "bagel", "--test-class", "tire", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     run = json.loads((out / "run.json").read_text())
-    assert run["zero_shot"] and run["tasks"][0]["model"] == "models/bagel__tire"
-    assert run["trained"]["bagel__tire"]["branches"] == "FPFH + learned 3D (E_theta)"
+    assert run["zero_shot"] and run["tasks"][0]["model"] == "models/bagel-for-tire"
+    assert run["trained"]["bagel-for-tire"]["branches"] == "FPFH + learned 3D (E_theta)"
     metrics = json.loads((out / "metrics.json").read_text())
     row = metrics["rows"][0]
     assert row["task"] == "bagel->tire" and row["samples"] == 3 and 0 <= row["aupro"] <= 1
