@@ -52,9 +52,31 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AnomalygenError as exc:
-            raise UserError(str(exc)) from None
-        except FileNotFoundError as exc:
-            raise UserError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+            close_progress_bars()
+            raise UserError(one_line(str(exc))) from None
+        except OSError as exc:  # a file-system fault outside the atomic writers: path and cause in words
+            from anomalygen.io.atomic import describe_os_error
+
+            close_progress_bars()
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{describe_os_error(exc)}") from None
+
+
+def close_progress_bars() -> None:
+    """Close live tqdm bars so an error line starts on a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar half torn down: nothing left to close
+            pass
+
+
+def one_line(message: str) -> str:
+    """Error text on one line (a library's multi-line message is joined)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

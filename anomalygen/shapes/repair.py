@@ -8,6 +8,7 @@ cubes, which always yields a watertight surface of the same outer shape.
 
 from __future__ import annotations
 
+import numpy as np
 import trimesh
 
 from anomalygen.errors import FormatError
@@ -18,11 +19,16 @@ from anomalygen.shapes.catalog import normalize
 def load_mesh(path) -> trimesh.Trimesh:
     """Read obj/ply/stl/off as one mesh (scenes are concatenated); FormatError if none."""
     try:
-        m = trimesh.load(str(path), force="mesh", process=True, skip_materials=True)
+        m = trimesh.load(str(path), force="mesh", process=False, skip_materials=True)
     except Exception as exc:  # trimesh raises many kinds for corrupt files
         raise FormatError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
     if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
         raise FormatError(f"{path}: no triangles in file")
+    # checked before processing, which would silently drop such vertices and open the mesh
+    bad = ~np.isfinite(np.asarray(m.vertices, np.float64)).all(axis=1)
+    if bad.any():
+        raise FormatError(f"{path}: {int(bad.sum())} of {len(bad)} vertices have NaN or infinite coordinates")
+    m.process()
     return m
 
 
