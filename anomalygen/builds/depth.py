@@ -27,6 +27,7 @@ from anomalygen.depth.synth import (DAS3DConfig, draw_params, move_along_rays, n
 from anomalygen.depth.textures import TextureSource
 from anomalygen.errors import AnomalygenError, FormatError
 from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
+from anomalygen.io.atomic import clean_temp
 from anomalygen.io.output_dir import claim_output
 from anomalygen.parallel import ordered_map
 from anomalygen.recipes import get_key, load_recipe, require
@@ -341,6 +342,7 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
         "skipped": skipped,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    clean_temp(out)
     return out
 
 

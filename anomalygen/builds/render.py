@@ -19,6 +19,7 @@ from pathlib import Path
 from anomalygen.builds.settings import render_config
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import mvtec3d, write_text_atomic
+from anomalygen.io.atomic import clean_temp
 from anomalygen.io.output_dir import claim_output
 from anomalygen.parallel import ordered_map
 from anomalygen.recipes import load_recipe, require
@@ -74,4 +75,5 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
         "samples": records,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    clean_temp(out)
     return out

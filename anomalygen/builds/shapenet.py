@@ -22,7 +22,7 @@ from anomalygen import __version__
 from anomalygen.errors import AnomalygenError
 from anomalygen.parallel import ordered_map
 from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
-from anomalygen.io.atomic import all_or_nothing
+from anomalygen.io.atomic import all_or_nothing, clean_temp
 from anomalygen.io.output_dir import claim_output
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
@@ -434,6 +434,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     records = [results[j] for j in jobs]
     manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects,
                               rejected_classes)
+    clean_temp(out)  # every temp file was renamed or removed; the empty folder goes too
     return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio, rejected_classes)
 
 

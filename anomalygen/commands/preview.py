@@ -41,6 +41,12 @@ def preview(directory: str | Path, out: str | Path | None = None, classes: list[
         raise AnomalygenError(f"previews of {kind} folders are not available in this build") from None
     out = Path(out) if out else directory / "preview"
     if kind != "run":  # a run's renderer owns its folder layout
+        from anomalygen.io import open_dataset
+
+        have = open_dataset(directory, kind).classes()
+        bad = [c for c in classes or [] if c not in have]
+        if bad:  # before the output folder is made
+            raise AnomalygenError(f"no class {', '.join(bad)} in {directory}; classes: {', '.join(have)}")
         claim_output(out, "preview", overwrite)
     extra = {"progress": progress} if progress is not None and "progress" in inspect.signature(fn).parameters else {}
     return fn(directory, out=out, classes=classes, per_class=per_class, seed=seed, **extra)

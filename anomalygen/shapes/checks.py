@@ -21,6 +21,10 @@ from anomalygen.shapes.repair import make_watertight
 # The catalog's thinnest procedural objects sit well above this (bowls, helmets: ~0.02);
 # at unit diagonal a wall this thin cannot hold a dent or groove deeper than tau.
 MIN_THICKNESS = 0.006
+# thinnest side of the oriented bounding box, as a fraction of the diagonal: a flat sheet
+# (voxel-remeshed into a slab one or two voxels thick) sits near 0.008; the catalog's
+# flattest objects (ashtray0, eraser0) near 0.1. Defect depths reach 0.07 of the diagonal.
+MIN_EXTENT = 0.03
 
 
 def prepare_source_mesh(mesh: trimesh.Trimesh, voxel_pitch: float) -> tuple[trimesh.Trimesh, dict]:
@@ -48,6 +52,13 @@ def prepare_source_mesh(mesh: trimesh.Trimesh, voxel_pitch: float) -> tuple[trim
     info["repair"] = how
     thickness = 2.0 * float(fixed.volume) / max(float(fixed.area), 1e-12)
     info["thickness"] = float(f"{thickness:.4g}")
+    extents = np.sort(np.asarray(fixed.bounding_box_oriented.primitive.extents, np.float64))
+    flat = float(extents[0] / max(np.linalg.norm(extents), 1e-12))
+    info["thinnest_side"] = float(f"{flat:.4g}")
+    if flat < MIN_EXTENT:
+        raise FormatError(f"too thin for the defect sizes: its thinnest side is {flat:.4f} of the bounding-box "
+                          f"diagonal (needs >= {MIN_EXTENT}); a flat sheet cannot hold a dent, hole or crack"
+                          + (" (voxel remeshing made a slab of an open surface)" if how == "voxel-remeshed" else ""))
     if thickness < MIN_THICKNESS:
         raise FormatError(f"too thin for the defect sizes: mean wall {thickness:.4f} of the bounding-box diagonal "
                           f"(needs >= {MIN_THICKNESS}); an open sheet or a single wall cannot be made a solid"

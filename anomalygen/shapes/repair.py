@@ -8,6 +8,8 @@ cubes, which always yields a watertight surface of the same outer shape.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import trimesh
 
@@ -21,7 +23,8 @@ def load_mesh(path) -> trimesh.Trimesh:
     try:
         m = trimesh.load(str(path), force="mesh", process=False, skip_materials=True)
     except Exception as exc:  # trimesh raises many kinds for corrupt files
-        raise FormatError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
+        kind = Path(str(path)).suffix.lstrip(".").upper() or "mesh"
+        raise FormatError(f"{path}: cannot read it as a {kind} mesh file (expected vertices and triangles)") from None
     if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
         raise FormatError(f"{path}: no triangles in file")
     # checked before processing, which would silently drop such vertices and open the mesh
