@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("anomalygen.commands.validate", "anomalygen validate out/anomaly-shapenet"),
     "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
     "build-shapenet": ("anomalygen.commands.build_shapenet", "anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet"),
-    "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --out runs/btf"),
+    "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --classes ashtray0,bottle0 --out runs/btf"),
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
     "depth-defects": ("anomalygen.commands.depth_defects", "anomalygen depth-defects --input mvtec3d --out out/das3d"),
     "render-mvtec3d": ("anomalygen.commands.render_mvtec3d", "anomalygen render-mvtec3d --classes bagel,tire --out out/rendered"),

@@ -20,7 +20,7 @@ def command(run, data, device, out, quiet):
     \b
     Example:
       anomalygen evaluate runs/btf
-      anomalygen evaluate runs/btf --data other/anomaly-shapenet --out runs/btf/eval-other
+      anomalygen evaluate runs/btf-mv --data out/das3d --out runs/btf-mv/on-das3d
     """
     from anomalygen.detectors.engine import evaluate_run
     from anomalygen.detectors.reports import markdown_table

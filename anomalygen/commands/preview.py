@@ -71,7 +71,7 @@ def command(directory, out, classes, per_class, seed, overwrite, quiet):
 
     \b
     Example:
-      anomalygen preview out/anomaly-shapenet --classes bowl0,vase1
+      anomalygen preview out/small --classes bowl0,vase1
     """
     from tqdm import tqdm
 
