@@ -538,6 +538,65 @@ def test_depth_defects_unusable_input_tree(how, needle, tmp_path):
     assert not out.exists()
 
 
+# ----------------------------------------------------------------------------- corrupt files in a dataset
+
+def _corrupt(root: Path, how: str) -> Path:
+    gt = next(root.glob("pcd/*/GT/*.txt"))
+    pcd = next(root.glob("pcd/*/train/*.pcd"))
+    if how == "gt-text":
+        gt.write_text(gt.read_text().replace("\n", "\nabc,1,2,0\n", 1))
+        return gt
+    if how == "gt-columns":
+        lines = gt.read_text().splitlines()
+        gt.write_text("\n".join(lines[:3] + [",".join(lines[3].split(",")[:3])] + lines[4:]) + "\n")
+        return gt
+    if how == "gt-empty":
+        gt.write_text("")
+        return gt
+    if how == "pcd-header":
+        pcd.write_text(pcd.read_text().replace("WIDTH", "WIDE"))
+        return pcd
+    if how == "pcd-body":
+        pcd.write_text(pcd.read_text() + "1 2\n")
+        return pcd
+    if how == "pcd-garbage":
+        pcd.write_bytes(b"\x00\x01garbage")
+        return pcd
+    raise ValueError(how)
+
+
+CORRUPT = ["gt-text", "gt-columns", "gt-empty", "pcd-header", "pcd-body", "pcd-garbage"]
+
+
+@pytest.mark.parametrize("how", CORRUPT)
+def test_validate_names_each_corrupt_file_without_internals(how, tmp_path, built):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(built, root)
+    bad = _corrupt(root, how)
+    res = run("validate", root, "--workers", "1", "--quiet")
+    assert res.exit_code == 2, res.output
+    assert str(bad) in res.output
+    for leak in LEAKS:
+        assert leak not in res.output, (leak, res.output)
+
+
+@pytest.mark.parametrize("how", ["gt-text", "pcd-garbage"])
+def test_train_detector_on_corrupt_data_is_one_line(how, tmp_path, built):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(built, root)
+    bad = _corrupt(root, how)
+    out = tmp_path / "run"
+    assert_user_error(run("train-detector", "--detector", "btf", "--data", root, "--out", out, "--quiet"), str(bad),
+                      out=out)
+    if how == "pcd-garbage":  # a training cloud: nothing of the run is kept
+        assert not out.exists()
+    else:  # a test GT: training finished and is kept (status 'trained'), scoring stopped with the error
+        assert json.loads((out / "run.json").read_text())["status"] == "trained"
+        assert not (out / "metrics.json").exists()
+
+
 # ----------------------------------------------------------------------------- foreign output folders
 
 @pytest.mark.parametrize("cmd,into", [("render-mvtec3d", "built"), ("depth-defects", "built"),
@@ -677,6 +736,16 @@ def test_blender_engine_without_blender_fails_before_writing(tmp_path):
     res = run("build-shapenet", *TINY_BUILD, "--engine", "blender", "--out", out,
               env={"ANOMALYGEN_BLENDER": str(tmp_path / "no-blender")})
     assert_user_error(res, "no-blender")
+    assert not out.exists()
+
+
+def test_blender_engine_that_does_not_start_fails_before_writing(tmp_path):
+    fake = tmp_path / "blender"
+    fake.write_text("#!/bin/sh\necho 'error while loading shared libraries' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    res = run("build-shapenet", *TINY_BUILD, "--engine", "blender", "--out", out, env={"ANOMALYGEN_BLENDER": str(fake)})
+    assert_user_error(res, str(fake), "does not start")
     assert not out.exists()
 
 

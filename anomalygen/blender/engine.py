@@ -192,9 +192,9 @@ class BlenderEngine:
         """AnomalygenError naming what was looked for when no Blender can be started (checked before a
         build writes anything)."""
         if self._pool is None:
-            from anomalygen.blender.locate import find_launcher
+            from anomalygen.blender.run import check_starts
 
-            find_launcher()
+            check_starts()
 
     def _mesh_file(self, mesh: trimesh.Trimesh) -> Path:
         """The input mesh as binary PLY, written once per distinct mesh (a few kept per process)."""
