@@ -381,6 +381,7 @@ def _writers(tree, built):
         "render-mvtec3d": ["render-mvtec3d", *TINY_RENDER],
         "depth-defects": ["depth-defects", "--input", f"mvtec3d={tree}", *TINY_DEPTH],
         "preview": ["preview", str(built), "--quiet"],
+        "train-detector": ["train-detector", "--detector", "btf", "--data", str(built), "--quiet"],
     }
 
 
@@ -461,7 +462,7 @@ def test_preview_disk_full(tmp_path, monkeypatch, built):
     assert list(out.glob("*.png")) == []
 
 
-@pytest.mark.parametrize("cmd", WRITERS)
+@pytest.mark.parametrize("cmd", WRITERS + ["train-detector"])
 def test_out_not_writable(cmd, tmp_path, monkeypatch, tree, built):
     """A folder the user may not write (simulated: the tests may run as root, who may write anywhere)."""
     out = tmp_path / "locked" / "out"
@@ -769,10 +770,12 @@ def test_resume_removes_orphan_temp_files_and_records_hold_no_timing(tmp_path, b
     tmp = out / ".anomalygen" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "4242-0-0_break.txt").write_text("half")        # what a killed run leaves
+    legacy = out / "pcd" / "bowl0" / "GT" / ".0_break.4242.tmp.txt"
+    legacy.write_text("half")                                # and the hidden sibling an older version left
     (out / "pcd" / "bowl0" / "test" / "1_bulge.pcd").unlink()  # and an unfinished sample
     res = run("build-shapenet", *TINY_BUILD, "--out", out)
     assert res.exit_code == 0, res.output
-    assert temp_files(out) == [] and not tmp.exists()
+    assert temp_files(out) == [] and not tmp.exists() and not legacy.exists()
     for a in sorted(p for p in built.rglob("*") if p.is_file()):
         assert (out / a.relative_to(built)).read_bytes() == a.read_bytes(), a
     for rec in out.glob(".anomalygen/records/*/*.json"):

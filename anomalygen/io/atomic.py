@@ -17,6 +17,7 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -77,13 +78,25 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
-def clean_temp(root: str | os.PathLike) -> int:
-    """Remove temp files a dead run left in `root/.anomalygen/tmp`; returns how many."""
-    d = Path(root) / STATE_DIR / TEMP_DIR
-    if not d.is_dir():
-        return 0
-    n = sum(1 for _ in d.iterdir())
-    shutil.rmtree(d, ignore_errors=True)
+# a hidden sibling temp file: `.<stem>.<pid>.tmp<suffix>` (outside an output root, and what older
+# versions wrote everywhere; a killed run could leave one beside the real files)
+SIBLING_TEMP = re.compile(r"^\..+\.\d+\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def clean_temp(root: str | os.PathLike, siblings: bool = False) -> int:
+    """Remove temp files a dead run left in `root/.anomalygen/tmp` (and, with `siblings`, hidden
+    sibling temp files anywhere under `root`); returns how many."""
+    root = Path(root)
+    d = root / STATE_DIR / TEMP_DIR
+    n = 0
+    if d.is_dir():
+        n = sum(1 for _ in d.iterdir())
+        shutil.rmtree(d, ignore_errors=True)
+    if siblings and root.is_dir():
+        for p in root.rglob(".*.tmp*"):
+            if p.is_file() and SIBLING_TEMP.match(p.name):
+                p.unlink(missing_ok=True)
+                n += 1
     return n
 
 

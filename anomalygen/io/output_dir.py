@@ -76,7 +76,7 @@ def claim_output(out: str | os.PathLike, command: str, overwrite: bool = False) 
         if overwrite and who is not None:
             clear_previous(out)
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        clean_temp(out)
+        clean_temp(out, siblings=who is not None)  # a resumed run: what a killed one left goes
         write_text_atomic(out / STATE_DIR / MARKER, json.dumps({"command": command}) + "\n")
     except OSError as exc:
         if isinstance(exc, AnomalygenError):
