@@ -443,9 +443,10 @@ def check_source_meshes(settings: Settings, names: list[str]) -> dict[str, str]:
     for meshes that cannot be used (non-finite vertices, not closable, far too thin, ...).
     One clear error when none of the requested classes is usable."""
     rejected = {}
+    src = _source(settings)
     for c in names:
-        try:
-            class_mesh(settings, c)
+        try:  # the source's own load and checks (refinement comes later, per worker)
+            src.mesh(c, np.random.default_rng(class_entropy(settings.seed, c)))
         except AnomalygenError as exc:
             rejected[c] = str(exc)
     if rejected and len(rejected) == len(names):

@@ -26,10 +26,10 @@ from anomalygen.recipes import parse_overrides
 @click.option("--resume", is_flag=True,
               help="Continue a killed or interrupted run in OUT (same command otherwise): saved models are kept, "
                    "the others continue from their last checkpoint to the same final weights.")
-@click.option("--max-minutes", "max_minutes", type=click.FloatRange(0, min_open=True), default=None, metavar="M",
+@click.option("--max-minutes", "max_minutes", type=float, default=None, metavar="M",
               help="Training time budget per task, in minutes: when spent, training stops cleanly and the model "
                    "is saved (network detectors).")
-@click.option("--devices", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+@click.option("--devices", type=int, default=1, show_default=True, metavar="N",
               help="N > 1 trains data-parallel (DDP) over N GPUs, or N CPU processes without a GPU (network detectors).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
