@@ -35,8 +35,9 @@ def sample_name(index: int) -> str:
 def read_xyz_tiff(path: str | os.PathLike) -> np.ndarray:
     try:
         xyz = tifffile.imread(str(path))
-    except Exception as exc:  # tifffile raises several types on corrupt input
-        raise FormatError(f"{path}: unreadable TIFF ({exc})") from None
+    except Exception:  # tifffile raises several types on corrupt input; its wording names its internals
+        raise FormatError(f"{path}: unreadable TIFF (expected an H x W x 3 float32 xyz image; the file is "
+                          "corrupt, truncated or another format)") from None
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise FormatError(f"{path}: xyz TIFF must be H x W x 3, got {xyz.shape}")
     return xyz.astype(np.float32, copy=False)
@@ -46,8 +47,8 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FormatError(f"{path}: unreadable PNG ({exc})") from None
+    except (UnidentifiedImageError, OSError):
+        raise FormatError(f"{path}: unreadable PNG (the file is corrupt, truncated or another format)") from None
 
 
 def read_mask_png(path: str | os.PathLike) -> np.ndarray:

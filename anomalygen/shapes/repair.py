@@ -22,7 +22,7 @@ def load_mesh(path) -> trimesh.Trimesh:
     """Read obj/ply/stl/off as one mesh (scenes are concatenated); FormatError if none."""
     try:
         m = trimesh.load(str(path), force="mesh", process=False, skip_materials=True)
-    except Exception as exc:  # trimesh raises many kinds for corrupt files
+    except Exception:  # trimesh raises many kinds for corrupt files
         kind = Path(str(path)).suffix.lstrip(".").upper() or "mesh"
         raise FormatError(f"{path}: cannot read it as a {kind} mesh file (expected vertices and triangles)") from None
     if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
@@ -55,8 +55,8 @@ def make_watertight(mesh: trimesh.Trimesh, pitch: float = 0.008) -> tuple[trimes
         mc = vox.marching_cubes  # in voxel index units
         mc.apply_transform(vox.transform)
         mc = max(mc.split(only_watertight=True), key=lambda x: x.volume) if mc.body_count > 1 else mc
-    except Exception as exc:
-        raise FormatError(f"mesh cannot be made watertight ({type(exc).__name__}: {exc})") from None
+    except Exception:
+        raise FormatError("mesh cannot be made watertight (the voxel remesh found no closed volume)") from None
     if not (mc.is_watertight and mc.is_volume):
         raise FormatError("mesh cannot be made watertight (voxel remesh still open)")
     return g.canonical(normalize(mc)), "voxel-remeshed"
