@@ -18,6 +18,7 @@ import click
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import detect_layout
+from anomalygen.io.atomic import clean_temp
 from anomalygen.io.output_dir import claim_output
 
 RENDERERS = {
@@ -49,7 +50,9 @@ def preview(directory: str | Path, out: str | Path | None = None, classes: list[
             raise AnomalygenError(f"no class {', '.join(bad)} in {directory}; classes: {', '.join(have)}")
         claim_output(out, "preview", overwrite)
     extra = {"progress": progress} if progress is not None and "progress" in inspect.signature(fn).parameters else {}
-    return fn(directory, out=out, classes=classes, per_class=per_class, seed=seed, **extra)
+    paths = fn(directory, out=out, classes=classes, per_class=per_class, seed=seed, **extra)
+    clean_temp(out)
+    return paths
 
 
 @click.command("preview")
