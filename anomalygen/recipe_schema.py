@@ -105,17 +105,23 @@ def known_keys(kind: str) -> list[str]:
 
 
 def closest_key(key: str, known: list[str]) -> str:
-    """The known key most like `key` (difflib), compared on full dotted names."""
-    best = difflib.get_close_matches(key, known, n=1, cutoff=0.0)
+    """The known key most like `key` (difflib): among its siblings when its parent section is
+    known, else among every dotted key."""
+    parent = key.rpartition(".")[0]
+    siblings = [k for k in known if k.rpartition(".")[0] == parent]
+    pool = siblings if siblings and (not parent or parent in known) else known
+    best = difflib.get_close_matches(key, pool, n=1, cutoff=0.0)
     return best[0] if best else ""
 
 
-def check_recipe(recipe: dict, kind: str, typed_sections=(), partial: bool = True) -> dict:
+def check_recipe(recipe: dict, kind: str, typed_sections=(), schema_from: str | None = None) -> dict:
     """Raise RecipeError naming the first key whose type or range is wrong or that the shipped
     recipe `kind` does not have; returns `recipe`. `typed_sections` are skipped (their owners
-    check them); missing keys are left to the code that reads them (`partial`)."""
-    schema = shipped(kind)
-    _walk(recipe, schema, kind, "", set(typed_sections), known_keys(kind))
+    check them); missing keys are left to the code that reads them. `schema_from` names another
+    shipped recipe to take the keys from (a command run with `--recipe <a shipped variant>`, e.g.
+    a tiny one), while the range RULES stay those of `kind`."""
+    source = schema_from if schema_from in builtin_recipes() else kind
+    _walk(recipe, shipped(source), kind, "", set(typed_sections), known_keys(source))
     return recipe
 
 

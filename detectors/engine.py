@@ -69,8 +69,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     rec = load_recipe(builtin_recipes().get(str(recipe), recipe), overrides)
     # every key checked before anything is written: detector sections by their typed settings (below),
     # the rest against the shipped recipe of that name (default: detectors.yaml)
-    check_recipe(rec, str(recipe) if str(recipe) in builtin_recipes() else "detectors",
-                 typed_sections=available_detectors())
+    check_recipe(rec, "detectors", typed_sections=available_detectors(), schema_from=str(recipe))
     cls = get_detector(detector)
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
     set_threads(get_key(rec, "run.threads", None))

@@ -56,7 +56,7 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
     from anomalygen.recipe_schema import check_recipe
     from anomalygen.recipes import load_recipe, parse_overrides
 
-    rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "anomaly-shapenet")
+    rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "anomaly-shapenet", schema_from=recipe)
     if engine is None:
         engine = rec.get("engine", "numpy")
     from anomalygen.builds.engines import get_engine

@@ -47,7 +47,7 @@ def command(input_spec, out, classes, per_image, size, seed, workers, device, te
     from anomalygen.recipe_schema import check_recipe
     from anomalygen.recipes import load_recipe, parse_overrides
 
-    rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "das3d")
+    rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "das3d", schema_from=recipe)
     bar = lambda it, total: tqdm(it, total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
     root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
                          device, rec, textures, progress=bar, overwrite=overwrite)

@@ -38,7 +38,7 @@ def command(out, classes, seed, size, workers, recipe, overrides, overwrite):
     sets = parse_overrides(overrides)
     if size:
         sets["size"] = size
-    rec = check_recipe(load_recipe(recipe, sets), "render-mvtec3d")
+    rec = check_recipe(load_recipe(recipe, sets), "render-mvtec3d", schema_from=recipe)
     bar = lambda it, total: tqdm(it, total=total, desc="render", unit="image", file=sys.stderr)  # noqa: E731
     root = render_mvtec3d(out, classes.split(",") if classes else None, rec, seed, workers, progress=bar,
                           overwrite=overwrite)
