@@ -359,6 +359,8 @@ def test_options_out_of_range_write_nothing(args, needle, tmp_path):
      "spaceship"),
     (["evaluate", "/no/such/run"], "/no/such/run"),
     (["evaluate", "{built}"], "{built}"),
+    (["evaluate", "{built}", "--out", "{built}"], "--overwrite"),
+    (["evaluate", "{built}", "--out", "{file}"], "is a file"),
     (["blender", "run", "/no/such/script.py"], "/no/such/script.py"),
 ])
 def test_other_commands_bad_arguments(args, needle, tmp_path, built):
