@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("anomalygen.commands.validate", "anomalygen validate out/anomaly-shapenet"),
     "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
     "build-shapenet": ("anomalygen.commands.build_shapenet", "anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet"),
-    "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --out runs/btf"),
+    "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --classes ashtray0,bottle0 --out runs/btf"),
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
     "pretrain-detector": ("anomalygen.commands.pretrain_detector", "anomalygen pretrain-detector --detector imrnet --recipe imrnet-tiny --out runs/imrnet-pretrained"),
     "depth-defects": ("anomalygen.commands.depth_defects", "anomalygen depth-defects --input mvtec3d --out out/das3d"),
@@ -55,9 +55,31 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AnomalygenError as exc:
-            raise UserError(str(exc)) from None
-        except FileNotFoundError as exc:
-            raise UserError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+            close_progress_bars()
+            raise UserError(one_line(str(exc))) from None
+        except OSError as exc:  # a file-system fault outside the atomic writers: path and cause in words
+            from anomalygen.io.atomic import describe_os_error
+
+            close_progress_bars()
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{describe_os_error(exc)}") from None
+
+
+def close_progress_bars() -> None:
+    """Close live tqdm bars so an error line starts on a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar half torn down: nothing left to close
+            pass
+
+
+def one_line(message: str) -> str:
+    """Error text on one line (a library's multi-line message is joined)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

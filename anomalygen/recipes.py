@@ -94,9 +94,19 @@ def require(recipe: dict, dotted: str, kind: type | tuple = (int, float), lo: fl
     items = value if isinstance(value, list) else [value]
     for v in items:
         if not isinstance(v, kind) or isinstance(v, bool) and kind in ((int, float), int, float):
-            raise RecipeError(f"recipe key {dotted!r}: expected {kind}, got {v!r}")
+            raise RecipeError(f"recipe key {dotted!r}: expected {_kind_words(kind)}, got {v!r}")
         if lo is not None and v < lo or hi is not None and v > hi:
             raise RecipeError(f"recipe key {dotted!r}: {v!r} outside [{lo}, {hi}]")
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value) and value[0] > value[1]:
         raise RecipeError(f"recipe key {dotted!r}: range {value} has min > max")
     return value
+
+
+def _kind_words(kind) -> str:
+    """'a number', 'a whole number', 'text' ... for a type or tuple of types (never a Python class name)."""
+    words = {int: "a whole number", float: "a number", str: "text", bool: "true or false", list: "a list",
+             dict: "a mapping"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if set(kinds) == {int, float}:
+        return "a number"
+    return " or ".join(words.get(k, getattr(k, "__name__", str(k))) for k in kinds)

@@ -28,8 +28,9 @@ from anomalygen.errors import AnomalygenError, MetricError
 from anomalygen.io import open_dataset
 from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
 from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc
+from anomalygen.recipe_schema import check_recipe
 from anomalygen.recipes import builtin_recipes, get_key, load_recipe
-from anomalygen.detectors import get_detector
+from anomalygen.detectors import available_detectors, get_detector
 from anomalygen.detectors.base import Detector, FitOptions, resolve_device
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.reports.tables import summarize, write_metrics
@@ -66,6 +67,9 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     # A built-in name wins over a same-named folder in the cwd (`detectors/` in the repo root would
     # otherwise be taken for a recipe path by recipes.recipe_path).
     rec = load_recipe(builtin_recipes().get(str(recipe), recipe), overrides)
+    # every key checked before anything is written: detector sections by their typed settings (below),
+    # the rest against the shipped recipe of that name (default: detectors.yaml)
+    check_recipe(rec, "detectors", typed_sections=available_detectors(), schema_from=str(recipe))
     cls = get_detector(detector)
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
     set_threads(get_key(rec, "run.threads", None))

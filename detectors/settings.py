@@ -19,6 +19,7 @@ dict back (defaults filled in): what run.json records and a saved detector reloa
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union
@@ -45,7 +46,9 @@ def from_section(cls: type[T], section: dict | None, prefix: str, base: T | None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(section) - set(fields))
     if unknown:
-        raise RecipeError(f"unknown setting {prefix}.{unknown[0]}; known: {', '.join(sorted(fields))}")
+        near = difflib.get_close_matches(unknown[0], list(fields), n=1, cutoff=0.0)
+        raise RecipeError(f"unknown setting {prefix}.{unknown[0]}; did you mean {prefix}.{near[0] if near else ''}? "
+                          f"(known: {', '.join(sorted(fields))})")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in section.items():

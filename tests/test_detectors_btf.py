@@ -113,11 +113,14 @@ def test_btf_typed_config_keeps_the_recipe_keys_defaults_and_messages():
     assert cfg.images.background.dbscan_min_points == 10 and cfg.points.n_points == 2048
     assert BTFConfig.from_dict(as_section(cfg)) == cfg  # what detector.json saves reloads to the same settings
     for given, message in [
-        ({"points": {"npoints": 10}}, "unknown setting btf.points.npoints; known: coreset_fraction, feature_max_nn, "
-                                      "feature_radius, n_points, normal_max_nn, normal_radius, spread_k"),
-        ({"images": {"background": {"eps": 1}}}, "unknown setting btf.images.background.eps; known: border, "
-                                                 "dbscan_eps, dbscan_min_points, plane_distance, ransac_iterations"),
-        ({"colour": 1}, "unknown setting btf.colour; known: images, points, projection_dim, reweight_k, seed"),
+        ({"points": {"npoints": 10}}, "unknown setting btf.points.npoints; did you mean btf.points.n_points? (known: "
+                                      "coreset_fraction, feature_max_nn, feature_radius, n_points, normal_max_nn, "
+                                      "normal_radius, spread_k)"),
+        ({"images": {"background": {"eps": 1}}}, "unknown setting btf.images.background.eps; did you mean "
+                                                 "btf.images.background.dbscan_eps? (known: border, dbscan_eps, "
+                                                 "dbscan_min_points, plane_distance, ransac_iterations)"),
+        ({"colour": 1}, "unknown setting btf.colour; did you mean btf.points? (known: images, points, "
+                        "projection_dim, reweight_k, seed)"),
         ({"points": {"coreset_fraction": 0}}, "btf.points.coreset_fraction = 0: expected a number in [1e-06, 1.0]"),
         ({"points": {"n_points": 2.5}}, "btf.points.n_points = 2.5: expected an integer in [1, 10000000]"),
         ({"seed": True}, "btf.seed = True: expected an integer in [0, 9223372036854775807]"),

@@ -188,6 +188,14 @@ class BlenderEngine:
     def pool(self) -> WorkerPool:
         return self._pool or shared_pool()
 
+    def check_available(self) -> None:
+        """AnomalygenError naming what was looked for when no Blender can be started (checked before a
+        build writes anything)."""
+        if self._pool is None:
+            from anomalygen.blender.run import check_starts
+
+            check_starts()
+
     def _mesh_file(self, mesh: trimesh.Trimesh) -> Path:
         """The input mesh as binary PLY, written once per distinct mesh (a few kept per process)."""
         v = np.ascontiguousarray(mesh.vertices, dtype=np.float64)

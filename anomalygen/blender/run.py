@@ -49,3 +49,27 @@ def run_script(script: str | os.PathLike, args: list[str] = (), *, timeout: floa
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         sys.stdout.flush()
+
+
+_STARTS: dict[tuple, None] = {}  # launchers this process has seen start (cached: a probe costs ~1 s)
+PROBE = "import bpy  # a Blender that starts and imports its module\nprint('anomalygen-probe-ok')\n"
+
+
+def check_starts(launcher: Launcher | None = None, timeout: float = 180) -> Launcher:
+    """Start Blender once with a two-line script; AnomalygenError naming what failed when it does not
+    run (a wrong binary, a broken install), so a build fails before it writes anything."""
+    launcher = launcher or find_launcher()
+    key = (launcher.kind, launcher.executable)
+    if key in _STARTS:
+        return launcher
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-probe-") as d:
+        script = os.path.join(d, "probe.py")
+        with open(script, "w") as fh:
+            fh.write(PROBE)
+        res = run_script(script, [], timeout=timeout, launcher=launcher, capture=True, cwd=d)
+    if res.returncode != 0 or "anomalygen-probe-ok" not in (res.output or ""):
+        last = [line for line in (res.output or "").splitlines() if line.strip()][-1:] or ["no output"]
+        why = "timed out" if res.timed_out else f"exit code {res.returncode}: {last[0][:200]}"
+        raise AnomalygenError(f"Blender ({launcher.describe()}) does not start ({why})")
+    _STARTS[key] = None
+    return launcher

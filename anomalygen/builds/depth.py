@@ -25,8 +25,10 @@ from anomalygen.builds.settings import background_config, das3d_config, render_c
 from anomalygen.depth.synth import (DAS3DConfig, draw_params, move_along_rays, no_defect_error, object_scale,
                                     ratio_accepted, synthesize, textured, variant_record)
 from anomalygen.depth.textures import TextureSource
-from anomalygen.errors import AnomalygenError
+from anomalygen.errors import AnomalygenError, FormatError
 from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
+from anomalygen.io.atomic import clean_temp
+from anomalygen.io.output_dir import claim_output
 from anomalygen.parallel import ordered_map
 from anomalygen.recipes import get_key, load_recipe, require
 from anomalygen.render.sample import render_sample
@@ -109,12 +111,47 @@ class Job:
     textures: str | None
 
 
+class BadInput(AnomalygenError):
+    """An input image that cannot be used; the run skips it and names it in the summary and manifest."""
+
+
+def check_input(src: Source, s: ImageSample) -> None:
+    """BadInput naming the sample when its xyz or rgb cannot be used (checked before anything of it is written)."""
+    where = _source_name(src)
+    xyz = np.asarray(s.xyz)
+    if xyz.size == 0:
+        raise BadInput(f"{where}: empty xyz image")
+    if not np.isfinite(xyz).all():
+        raise BadInput(f"{where}: xyz holds NaN or infinite coordinates")
+    if not np.any(xyz != 0):
+        raise BadInput(f"{where}: xyz is all zero (no valid point)")
+    if s.rgb is not None:
+        rgb = np.asarray(s.rgb)
+        if rgb.shape[:2] != xyz.shape[:2]:
+            raise BadInput(f"{where}: rgb is {rgb.shape[1]} x {rgb.shape[0]} pixels but xyz is "
+                           f"{xyz.shape[1]} x {xyz.shape[0]}; they must be the same size")
+        if rgb.ndim == 3 and rgb.shape[2] not in (1, 3, 4):
+            raise BadInput(f"{where}: rgb has {rgb.shape[2]} channels (expected 3)")
+
+
 def _prepare(job: Job):
-    s = job.source.load()
+    try:
+        s = job.source.load()
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+    check_input(job.source, s)
     xyz, rgb, _ = resize_sample(s.xyz, s.rgb, None, job.size)
     if rgb is not None and rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
+    if rgb is not None and rgb.ndim == 3 and rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
     return s, xyz, rgb
+
+
+def skipped_record(job: Job, reason: str) -> dict:
+    src = job.source
+    return {"cls": src.cls, "split": src.split, "defect": GOOD, "name": src.name, "source": _source_name(src),
+            "skipped": reason}
 
 
 def _write_normal(job: Job, xyz, rgb) -> dict:
@@ -141,22 +178,27 @@ def _write_variant(job: Job, k: int, xyz, rgb, mask, record: dict) -> dict:
 
 
 def run_job(job: Job) -> list[dict]:
-    """CPU path: one input image -> its normal copy (+ K variants for a training image)."""
-    _, xyz, rgb = _prepare(job)
+    """CPU path: one input image -> its normal copy (+ K variants for a training image). An input
+    that cannot be used is skipped whole (nothing of it written) and returned as a `skipped` record."""
+    try:
+        _, xyz, rgb = _prepare(job)
+        if job.train_index < 0:
+            return [_write_normal(job, xyz, rgb)]
+        fg = remove_background(xyz, job.bg, np.random.default_rng(0))
+        if not fg.any():
+            raise BadInput(f"{_source_name(job.source)}: background removal left no object pixel")
+        textures = TextureSource(job.textures)
+        variants = []  # all drawn before anything is written
+        for k in range(job.per_image):
+            rng = variant_rng(job.seed, job.source.cls, job.source.name, k)
+            try:
+                variants.append(synthesize(xyz, rgb, fg, job.cfg, rng, textures))
+            except AnomalygenError as exc:
+                raise BadInput(f"{_source_name(job.source)}: {exc}") from None
+    except BadInput as exc:
+        return [skipped_record(job, str(exc))]
     records = [_write_normal(job, xyz, rgb)]
-    if job.train_index < 0:
-        return records
-    fg = remove_background(xyz, job.bg, np.random.default_rng(0))
-    where = f"{job.source.cls}/{job.source.split}/{job.source.name}"
-    if not fg.any():
-        raise AnomalygenError(f"{where}: background removal left no object pixel")
-    textures = TextureSource(job.textures)
-    for k in range(job.per_image):
-        rng = variant_rng(job.seed, job.source.cls, job.source.name, k)
-        try:
-            syn = synthesize(xyz, rgb, fg, job.cfg, rng, textures)
-        except AnomalygenError as exc:
-            raise AnomalygenError(f"{where}: {exc}") from None
+    for k, syn in enumerate(variants):
         records.append(_write_variant(job, k, syn.xyz, syn.rgb, syn.mask, syn.record()))
     return records
 
@@ -207,12 +249,17 @@ def run_jobs_torch(jobs: list[Job], device: str, batch: int = 32, progress=None)
             records.append(_write_variant(job, k, move_along_rays(xyz, z_a, fg), out_rgb, mask, rec))
 
     for job in (progress(jobs, len(jobs)) if progress else jobs):
-        _, xyz, rgb = _prepare(job)
+        try:
+            _, xyz, rgb = _prepare(job)
+        except BadInput as exc:
+            records.append(skipped_record(job, str(exc)))
+            continue
+        fg = remove_background(xyz, job.bg, np.random.default_rng(0)) if job.train_index >= 0 else None
+        if fg is not None and not fg.any():
+            records.append(skipped_record(job, f"{_source_name(job.source)}: background removal left no object pixel"))
+            continue
         records.append(_write_normal(job, xyz, rgb))
         if job.train_index >= 0:
-            fg = remove_background(xyz, job.bg, np.random.default_rng(0))
-            if not fg.any():
-                raise AnomalygenError(f"{job.source.cls}/{job.source.split}/{job.source.name}: no object pixel")
             scale = object_scale(xyz, fg & np.any(xyz != 0, axis=-1))
             for k in range(job.per_image):
                 pending.append((job, k, variant_rng(job.seed, job.source.cls, job.source.name, k), xyz, rgb,
@@ -237,9 +284,10 @@ def _merge(base: dict, over: dict) -> None:
 def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: list[str] | None = None,
                   per_image: int | None = None, size: int | None = None, seed: int | None = None, workers: int = 1,
                   device: str = "cpu", recipe: dict | None = None, textures: str | None = None,
-                  progress=None) -> Path:
+                  progress=None, overwrite: bool = False) -> Path:
     """Write the DAS3D synthetic dataset under `out`; returns `out`. `progress(iterable, total)` wraps the
-    stream of finished input images (e.g. tqdm)."""
+    stream of finished input images (e.g. tqdm). Input images that cannot be used are skipped and listed
+    in the manifest's `skipped` (see `skipped_inputs`)."""
     recipe = recipe or load_recipe("das3d")
     cfg = das3d_config(recipe)
     bg = background_config(recipe)
@@ -268,7 +316,7 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
         if size:
             render_recipe["size"] = size
     sources = list_sources(input_path, classes, seed, render_recipe)
-    out = Path(out)
+    out = claim_output(out, "depth-defects", overwrite)
     jobs = []
     for cls, srcs in sources.items():
         t = 0
@@ -281,6 +329,8 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
         records = run_jobs_torch(jobs, "cuda", progress=progress)
     else:
         records = [r for rs in ordered_map(run_job, jobs, workers, progress) for r in rs]
+    skipped = [r for r in records if "skipped" in r]
+    records = [r for r in records if "skipped" not in r]
     manifest = {
         "generator": "anomalygen depth-defects (DAS3D synthesis, Eq. 1-8)",
         "input": str(input_path) if input_path else "rendered default (anomalygen render-mvtec3d recipe)",
@@ -289,6 +339,16 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
         "render": ({k: v for k, v in render_recipe.items() if not k.startswith("_")} if render_recipe else None),
         "validate": {"points": [1, (size * size) if size else 10 ** 9], "anomaly_ratio": list(cfg.anomaly_ratio)},
         "samples": records,
+        "skipped": skipped,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    clean_temp(out)
     return out
+
+
+def skipped_inputs(out: str | os.PathLike) -> list[dict]:
+    """The input images a depth-defects run in `out` skipped, with the reason (from its manifest)."""
+    try:
+        return list(json.loads((Path(out) / "manifest.json").read_text()).get("skipped", []))
+    except (OSError, ValueError):
+        return []

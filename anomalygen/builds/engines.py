@@ -35,4 +35,8 @@ def get_engine(name: str = "numpy"):
     except (ImportError, AttributeError) as exc:
         raise AnomalygenError(f"engine {name!r} is not available in this build ({module} could not be imported: "
                               f"{exc}); use --engine numpy") from None
-    return factory()
+    engine = factory()
+    check = getattr(engine, "check_available", None)
+    if check is not None:  # e.g. Blender: fail before anything is written, not at the first defect
+        check()
+    return engine

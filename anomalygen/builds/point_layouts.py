@@ -53,11 +53,6 @@ class PointOutput:
             files.append(base / self.gt_dir / f"{name}.txt")
         return files
 
-    def written_dirs(self, out: Path, classes: list[str]) -> list[Path]:
-        """The folders a build of `classes` writes samples into (removed by --overwrite)."""
-        if self.classes_dir:
-            return [Path(out) / self.classes_dir]
-        return [Path(out) / c for c in classes]
 
 
 POINT_OUTPUTS = {

@@ -19,6 +19,8 @@ from pathlib import Path
 from anomalygen.builds.settings import render_config
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import mvtec3d, write_text_atomic
+from anomalygen.io.atomic import clean_temp
+from anomalygen.io.output_dir import claim_output
 from anomalygen.parallel import ordered_map
 from anomalygen.recipes import load_recipe, require
 from anomalygen.render.sample import RenderConfig, render_sample
@@ -55,7 +57,7 @@ def mvtec_classes(classes) -> list[str]:
 
 
 def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, recipe: dict | None = None,
-                   seed: int | None = None, workers: int = 1, progress=None) -> Path:
+                   seed: int | None = None, workers: int = 1, progress=None, overwrite: bool = False) -> Path:
     """Write the rendered dataset under `out` and its manifest.json; returns `out`."""
     recipe = recipe or load_recipe("render-mvtec3d")
     cfg = render_config(recipe)
@@ -70,7 +72,7 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
         print(f"render-mvtec3d: skipping {', '.join(skipped)}: the {cfg.engine()} defect engine lacks them",
               file=sys.stderr)
     cfg = dataclasses.replace(cfg, defects=tuple(defects))
-    out = Path(out)
+    out = claim_output(out, "render-mvtec3d", overwrite)  # empty, its own earlier output, or --overwrite
     jobs = [(out, *j, seed, cfg) for j in render_jobs(classes, cfg, seed)]
     records = list(ordered_map(_job, jobs, workers, progress, chunksize=2))
     ratios = [r["anomaly_ratio"] for r in records if r["defect"] != "good"]
@@ -88,4 +90,5 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
         "samples": records,
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    clean_temp(out)
     return out

@@ -22,6 +22,8 @@ from anomalygen import __version__
 from anomalygen.errors import AnomalygenError
 from anomalygen.parallel import ordered_map
 from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
+from anomalygen.io.atomic import all_or_nothing, clean_temp
+from anomalygen.io.output_dir import claim_output
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
@@ -86,7 +88,12 @@ class Record:
     target_ratio: float | None = None
     attempts: int = 0
     params: dict = field(default_factory=dict)
-    seconds: float = 0.0  # not in the manifest (timing differs run to run)
+    rejected: str = ""    # why no files were written for this sample (its ratio missed the recipe range)
+    seconds: float = 0.0  # in memory only: never in a record file or the manifest (timing differs run to run)
+
+    def stored(self) -> dict:
+        """What the record file and the manifest hold: no timing, `rejected` only when set."""
+        return {k: v for k, v in asdict(self).items() if k != "seconds" and (k != "rejected" or v)}
 
 
 # ------------------------------------------------------------------ planning
@@ -202,6 +209,12 @@ def make_sample(settings: Settings, job: Job):
         params = {k: _jsonable(v) for k, v in sorted(res.params.items()) if k not in ("tau", "rim_distance")}
         rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params)
         out_mesh = res.mesh
+        lo, hi = settings.ratio
+        if not lo <= rec.anomaly_ratio <= hi:  # never write a sample whose labels miss the recipe's bounds
+            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {attempts} "
+                            "attempts (object too small or thin for this defect's sizes?)")
+            rec.seconds = time.perf_counter() - t0
+            return None, rec, None
     rec.seconds = time.perf_counter() - t0
     sample = PointSample(points=pts, labels=lab, cls=job.cls, split=job.split, defect=job.defect, name=job.name)
     return sample, rec, out_mesh
@@ -226,16 +239,26 @@ def run_job(args) -> Record:
     settings, out, job = args
     out = Path(out)
     sample, rec, mesh = make_sample(settings, job)
-    point_output(settings.layout).write_sample(out, sample, settings.binary)
-    if _writes_mesh(settings, job):
-        write_bytes_atomic(out / "obj" / job.cls / f"{job.name}.obj", obj_bytes(mesh))
+    if sample is not None:
+        with all_or_nothing(sample_files(out, job, settings)):  # a fault mid-sample leaves none of its files
+            point_output(settings.layout).write_sample(out, sample, settings.binary)
+            if _writes_mesh(settings, job):
+                write_bytes_atomic(out / "obj" / job.cls / f"{job.name}.obj", obj_bytes(mesh))
     cp = out / STATE_DIR / "classes" / f"{job.cls}.json"
     if not cp.is_file():
         fine, desc = class_mesh(settings, job.cls)
         write_text_atomic(cp, json.dumps({**desc, "refined_faces": int(len(fine.faces)),
                                           "area": round(float(fine.area), 6)}, sort_keys=True))
-    write_text_atomic(record_path(out, job.cls, job.name), json.dumps(asdict(rec)))
+    write_text_atomic(record_path(out, job.cls, job.name), json.dumps(rec.stored()))
     return rec
+
+
+def sample_files(out: Path, job: Job, settings: Settings) -> list[Path]:
+    """The files one finished sample consists of (in the build's layout)."""
+    need = point_output(settings.layout).sample_files(out, job.cls, job.split, job.name, job.defect != GOOD)
+    if _writes_mesh(settings, job):
+        need.append(out / "obj" / job.cls / f"{job.name}.obj")
+    return need
 
 
 def _writes_mesh(settings: Settings, job: Job) -> bool:
@@ -253,15 +276,13 @@ def _done(out: Path, job: Job, settings: Settings) -> Record | None:
     rp = record_path(out, job.cls, job.name)
     if not rp.is_file():
         return None
-    need = point_output(settings.layout).sample_files(out, job.cls, job.split, job.name, job.defect != GOOD)
-    if _writes_mesh(settings, job):
-        need.append(out / "obj" / job.cls / f"{job.name}.obj")
-    if not all(p.is_file() for p in need):
-        return None
     try:
-        return Record(**json.loads(rp.read_text()))
+        rec = Record(**json.loads(rp.read_text()))
     except (json.JSONDecodeError, TypeError):
         return None
+    if not rec.rejected and not all(p.is_file() for p in sample_files(out, job, settings)):
+        return None
+    return rec
 
 
 # ------------------------------------------------------------------ the build
@@ -276,18 +297,23 @@ class BuildResult:
 
     ratio_range: tuple[float, float] = (0.0, 1.0)
 
+    rejected_classes: dict = field(default_factory=dict)
+
     @property
     def out_of_range(self) -> list[Record]:
-        """Anomalous samples whose ratio missed the recipe range after every retry."""
-        lo, hi = self.ratio_range
-        return [r for r in self.records if r.defect != GOOD and not lo <= r.anomaly_ratio <= hi]
+        """Anomalous samples whose ratio missed the recipe range after every retry (not written)."""
+        return [r for r in self.records if r.rejected]
+
+    @property
+    def written(self) -> list[Record]:
+        return [r for r in self.records if not r.rejected]
 
     def table(self) -> str:
         """Per defect type: samples, points, anomaly ratio, attempts, time."""
         head = ["defect", "samples", "points min/med/max", "ratio min/med/max", "attempts mean", "s/sample"]
         rows = []
         for d in [GOOD, *DEFECTS]:
-            rs = [r for r in self.records if r.defect == d]
+            rs = [r for r in self.written if r.defect == d]
             if not rs:
                 continue
             pts = np.array([r.points for r in rs])
@@ -295,10 +321,16 @@ class BuildResult:
             rows.append([d, str(len(rs)), f"{pts.min()}/{int(np.median(pts))}/{pts.max()}",
                          "-" if d == GOOD else f"{rat.min():.4f}/{np.median(rat):.4f}/{rat.max():.4f}",
                          "-" if d == GOOD else f"{np.mean([r.attempts for r in rs]):.2f}",
-                         f"{np.mean([r.seconds for r in rs]):.3f}"])
+                         _mean_seconds(rs)])
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
         return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def _mean_seconds(records: list[Record]) -> str:
+    """Mean build time of the samples built in this run (reused ones carry no timing)."""
+    fresh = [r.seconds for r in records if r.seconds > 0]
+    return f"{np.mean(fresh):.3f}" if fresh else "-"
 
 
 def resolve_classes(classes, available: list[str], default) -> list[str]:
@@ -380,6 +412,8 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     get_engine(settings.engine)  # fail fast with the engine's own message
     src = open_source(settings.source, settings.voxel_pitch)
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
+    rejected_classes = check_source_meshes(settings, names) if settings.source else {}
+    names = [c for c in names if c not in rejected_classes]
     train = int(require(recipe, "dataset.train_per_class", int, 0) if train_per_class is None else train_per_class)
     test = int(require(recipe, "dataset.test_per_class", int, 0) if test_per_class is None else test_per_class)
     if train < 0 or test < 0 or train + test == 0:
@@ -392,14 +426,9 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
         old = json.loads(state.read_text()).get("fingerprint")
         if old != fp:
             raise AnomalygenError(f"{out} holds a build with other settings; pass --overwrite or choose another --out")
-    elif out.exists() and any(out.iterdir()) and not state.is_file() and not overwrite:
-        raise AnomalygenError(f"{out} is not empty and not an anomalygen build; choose another --out or pass --overwrite")
-    if overwrite:  # start clean: only what a build writes, nothing else in `out`
-        import shutil
-
-        for d in [*point_output(settings.layout).written_dirs(out, names), out / "obj", out / STATE_DIR]:
-            shutil.rmtree(d, ignore_errors=True)
-        (out / "manifest.json").unlink(missing_ok=True)
+    # an empty folder, this command's earlier output (resume), or --overwrite (which removes only what an
+    # anomalygen output wrote); also removes temp files a killed run left in .anomalygen/tmp
+    claim_output(out, "build-shapenet", overwrite)
     write_text_atomic(state, json.dumps({"fingerprint": fp}))
 
     done = {} if overwrite else {j: r for j in jobs if (r := _done(out, j, settings)) is not None}
@@ -411,17 +440,39 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     for j, rec in zip(todo, ordered_map(run_job, args, workers, progress, chunk, _worker_init), strict=True):
         results[j] = rec
     records = [results[j] for j in jobs]
-    manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects)
-    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio)
+    manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects,
+                              rejected_classes)
+    clean_temp(out)  # every temp file was renamed or removed; the empty folder goes too
+    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio, rejected_classes)
+
+
+def check_source_meshes(settings: Settings, names: list[str]) -> dict[str, str]:
+    """Load every requested source mesh before anything is written; {class: why it is rejected}
+    for meshes that cannot be used (non-finite vertices, not closable, far too thin, ...).
+    One clear error when none of the requested classes is usable."""
+    rejected = {}
+    src = _source(settings)
+    for c in names:
+        try:  # the source's own load and checks (refinement comes later, per worker)
+            src.mesh(c, np.random.default_rng(class_entropy(settings.seed, c)))
+        except AnomalygenError as exc:
+            rejected[c] = str(exc)
+    if rejected and len(rejected) == len(names):
+        first = next(iter(rejected.values()))
+        more = f" (and {len(rejected) - 1} more class(es))" if len(rejected) > 1 else ""
+        raise AnomalygenError(f"no usable source mesh: {first}{more}")
+    return rejected
 
 
 def _worker_init():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, records, train, test, defects) -> Path:
+def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, records, train, test, defects,
+                   rejected_classes: dict | None = None) -> Path:
     """manifest.json: recipe, seed, label rule, per-class source, per-sample defect/params/points/ratio,
     and the 'validate' bounds. Holds no timings, so it is byte-identical run to run."""
+    written = [r for r in records if not r.rejected]
     classes = {}
     for c in names:
         cp = out / STATE_DIR / "classes" / f"{c}.json"
@@ -435,14 +486,18 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "label_rule": LABEL_RULE,
         "labels": {"tau": settings.tau, "rim_distance": settings.rim_distance, "removal_defects": list(REMOVAL)},
         "counts": {"classes": len(names), "train_per_class": train, "test_per_class": test,
-                   "samples": len(records), "anomalous": sum(r.defect != GOOD for r in records)},
+                   "samples": len(written), "anomalous": sum(r.defect != GOOD for r in written)},
         "defects": defects,
         **({"layout_defect_names": {d: REAL3D_TYPE.get(d, d) for d in defects}} if settings.layout != asn.LAYOUT else {}),
         "validate": {"points": list(settings.points), "anomaly_ratio": list(settings.ratio)},
         "recipe": {k: v for k, v in recipe.items() if k != "_source"},
         "recipe_source": Path(str(recipe.get("_source", ""))).name,
         "classes": classes,
-        "samples": [{k: v for k, v in asdict(r).items() if k != "seconds"} for r in records],
+        "samples": [r.stored() for r in written],
     }
+    if rejected_classes:
+        body["rejected_classes"] = dict(sorted(rejected_classes.items()))
+    if len(written) < len(records):
+        body["rejected_samples"] = [r.stored() for r in records if r.rejected]
     return write_text_atomic(out / "manifest.json", json.dumps(body, indent=1, sort_keys=False) + "\n")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 
 import click
@@ -50,9 +52,21 @@ def run(script, args, timeout):
 
 @command.command("info")
 def info():
-    """Which Blender the bridge would use, and the shipped scripts."""
-    launcher = find_launcher()
-    click.echo(f"blender: {launcher.describe()}")
+    """Which Blender the bridge would use (or what it looked for), and the shipped scripts. Exits 0
+    whether or not Blender is found: this is the command to run when it is not."""
+    from anomalygen.blender.locate import ENV, INSTALL_HINT
+    from anomalygen.errors import AnomalygenError
+
+    try:
+        click.echo(f"blender: {find_launcher().describe()}")
+    except AnomalygenError as exc:
+        env = os.environ.get(ENV)
+        click.echo("blender: not found")
+        click.echo("looked for, in order:")
+        click.echo(f"  ${ENV}: {env!r}" + (f" ({str(exc).split('; ')[0]})" if env else " (not set)"))
+        click.echo(f"  the bpy module in {sys.executable}: not importable")
+        click.echo(f"  `blender` on PATH: {shutil.which('blender') or 'not found'}")
+        click.echo(f"to get one: {INSTALL_HINT}")
     click.echo(f"scripts: {scripts_dir()}")
     for p in sorted(scripts_dir().glob("*.py")):
         if not p.name.startswith("_"):

@@ -10,7 +10,8 @@ from anomalygen.errors import AnomalygenError
 
 
 @click.command("build-shapenet")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: empty, a build to resume, or any folder with --overwrite.")
 @click.option("--layout", default="anomaly-shapenet", show_default=True,
               type=click.Choice(["anomaly-shapenet", "real3d-ad"]),
               help="Folder layout: Anomaly-ShapeNet (pcd/<class>/{train,test,GT}, comma GT) or Real3D-AD "
@@ -21,17 +22,20 @@ from anomalygen.errors import AnomalygenError
               help="ShapeNetCore v2 folder or a folder of meshes (<class>/*.obj|ply|stl|off); "
                    "default: the procedural catalog.")
 @click.option("--recipe", default="anomaly-shapenet", show_default=True, help="Recipe name or YAML path.")
-@click.option("--train-per-class", type=int, default=None, help="Normal templates per class (recipe: 4).")
-@click.option("--test-per-class", type=int, default=None, help="Test samples per class (recipe: 36 -> 1600 in all).")
+@click.option("--train-per-class", type=click.IntRange(0), default=None, help="Normal templates per class (recipe: 4).")
+@click.option("--test-per-class", type=click.IntRange(0), default=None, help="Test samples per class (recipe: 36 -> 1600 in all).")
 @click.option("--defects", default=None, help="Comma-separated subset of bulge,concavity,hole,break,bending,crack,scratch.")
 @click.option("--engine", default=None, help="Defect engine: numpy (default) or blender.")
-@click.option("--workers", type=int, default=None, help="Processes (recipe: 2). Output bytes do not depend on it.")
-@click.option("--seed", type=int, default=None, help="Recipe seed override; same seed, same bytes.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes (recipe: 2). Output bytes do not depend on it.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Recipe seed override; same seed, same bytes.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key, e.g. --set dataset.points=[3000,5000] (YAML value, repeatable).")
 @click.option("--overwrite", is_flag=True,
-              help="Delete a previous build in --out (pcd/, obj/, manifest) and build from scratch.")
+              help="Delete a previous anomalygen output in --out (pcd/, obj/, manifest, .anomalygen/) and build "
+                   "from scratch; other files there are kept.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
 def command(out, layout, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, seed,
-            overwrite, quiet):
+            overrides, overwrite, quiet):
     """Build a labeled Anomaly-ShapeNet-layout dataset: 40 classes, 1600 samples by default.
 
     Each class is one normal object (procedural stand-in unless --source is given),
@@ -40,7 +44,9 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     tau from the ORIGINAL surface, or (hole/break/crack) within rim_distance of the
     cut's rim. Re-running the same command resumes a killed build to the same bytes.
     Writes pcd/<class>/{train,test,GT} (or, with --layout real3d-ad, <class>/{train,test,gt}),
-    obj/<class>/ and manifest.json; check the result with `anomalygen validate`.
+    obj/<class>/ and manifest.json into --out; check the result with `anomalygen validate`.
+    A --source mesh that cannot be used (NaN vertices, not closable, far too thin) is
+    skipped with its reason in the manifest.
 
     \b
     Examples:
@@ -52,9 +58,10 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     from tqdm import tqdm
 
     from anomalygen.builds.shapenet import build_dataset
-    from anomalygen.recipes import load_recipe
+    from anomalygen.recipe_schema import check_recipe
+    from anomalygen.recipes import load_recipe, parse_overrides
 
-    rec = load_recipe(recipe)
+    rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "anomaly-shapenet", schema_from=recipe)
     if engine is None:
         engine = rec.get("engine", "numpy")
     from anomalygen.builds.engines import get_engine
@@ -73,11 +80,12 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
         sys.exit(130)
+    for cls, why in res.rejected_classes.items():
+        click.echo(f"skipped class {cls}: {why}", err=True)
     for r in res.out_of_range:
-        click.echo(f"warning: {r.cls}/{r.name}: anomaly ratio {r.anomaly_ratio:.4f} outside {list(res.ratio_range)} "
-                   f"after {r.attempts} attempts", err=True)
+        click.echo(f"not written: {r.cls}/{r.name}: {r.rejected}", err=True)
     if not quiet:
-        n = len(res.records)
+        n = len(res.written)
         click.echo(res.table())
         click.echo(f"{n} samples ({res.reused} reused from a previous run) in {res.seconds:.1f} s "
                    f"({(n - res.reused) / max(res.seconds, 1e-9):.2f} samples/s) -> {res.out}")

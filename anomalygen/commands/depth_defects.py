@@ -13,10 +13,10 @@ from tqdm import tqdm
               help="'mvtec3d' renders the offline default scenes; 'mvtec3d=PATH' reads a real MVTec 3D-AD tree.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (MVTec 3D-AD layout).")
 @click.option("--classes", default=None, help="Comma-separated classes (default: all of the input / the render recipe).")
-@click.option("--per-image", type=int, default=None, help="Anomalous variants K per training image [recipe: per_image].")
-@click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE, 0 keeps them [recipe: size].")
-@click.option("--seed", type=int, default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes (CPU device).")
+@click.option("--per-image", type=click.IntRange(1, 1000), default=None, help="Anomalous variants K per training image [recipe: per_image].")
+@click.option("--size", type=click.IntRange(0, 4096), default=None, help="Resize images to SIZE x SIZE, 0 keeps them [recipe: size].")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes (CPU device).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="cuda batches Perlin noise and the skew-normal filter on the GPU.")
 @click.option("--textures", default=None,
@@ -25,7 +25,9 @@ from tqdm import tqdm
 @click.option("--recipe", default="das3d", show_default=True, help="Recipe name or YAML path.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set depth.p_z=[0.02,0.06] (YAML value).")
-def command(input_spec, out, classes, per_image, size, seed, workers, device, textures, recipe, overrides):
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier anomalygen output in --out (other files there are kept).")
+def command(input_spec, out, classes, per_image, size, seed, workers, device, textures, recipe, overrides, overwrite):
     """K synthetic anomalous variants of every training image (DAS3D synthesis, Eq. 1-8).
 
     Each variant gets a Perlin ternary mask on the object's foreground, smoothed by a
@@ -41,11 +43,17 @@ def command(input_spec, out, classes, per_image, size, seed, workers, device, te
       anomalygen depth-defects --input mvtec3d --out out/das3d
       anomalygen depth-defects --input mvtec3d=~/data/mvtec3d --classes bagel,tire --per-image 4 --out out/das3d-real
     """
-    from anomalygen.builds.depth import depth_defects
+    from anomalygen.builds.depth import depth_defects, skipped_inputs
+    from anomalygen.recipe_schema import check_recipe
     from anomalygen.recipes import load_recipe, parse_overrides
 
-    rec = load_recipe(recipe, parse_overrides(overrides))
+    rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "das3d", schema_from=recipe)
     bar = lambda it, total: tqdm(it, total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
     root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
-                         device, rec, textures, progress=bar)
+                         device, rec, textures, progress=bar, overwrite=overwrite)
+    skipped = skipped_inputs(root)
+    for r in skipped:
+        click.echo(f"skipped input {r['source']}: {r['skipped'].split(': ', 1)[-1]}", err=True)
+    if skipped:
+        click.echo(f"{len(skipped)} input image(s) skipped (listed in {root}/manifest.json under 'skipped')", err=True)
     click.echo(f"wrote {root} (check: anomalygen validate {root})")

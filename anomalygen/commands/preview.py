@@ -10,12 +10,16 @@ Each returns the list of PNG paths it wrote.
 from __future__ import annotations
 
 import importlib
+import inspect
+import sys
 from pathlib import Path
 
 import click
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import detect_layout
+from anomalygen.io.atomic import clean_temp
+from anomalygen.io.output_dir import claim_output
 
 RENDERERS = {
     "run": ("anomalygen.detectors.reports", "preview_run"),
@@ -26,8 +30,9 @@ RENDERERS = {
 
 
 def preview(directory: str | Path, out: str | Path | None = None, classes: list[str] | None = None,
-            per_class: int = 8, seed: int = 0) -> list[Path]:
-    """Write PNG previews of a dataset or detector run; returns their paths."""
+            per_class: int = 8, seed: int = 0, progress=None, overwrite: bool = False) -> list[Path]:
+    """Write PNG previews of a dataset or detector run; returns their paths. `progress(iterable, total)`
+    wraps the classes (e.g. tqdm) where the renderer takes it."""
     directory = Path(directory)
     kind = "run" if (directory / "run.json").is_file() else detect_layout(directory)
     module, func = RENDERERS[kind]
@@ -35,8 +40,19 @@ def preview(directory: str | Path, out: str | Path | None = None, classes: list[
         fn = getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError):
         raise AnomalygenError(f"previews of {kind} folders are not available in this build") from None
-    return fn(directory, out=Path(out) if out else directory / "preview", classes=classes,
-              per_class=per_class, seed=seed)
+    out = Path(out) if out else directory / "preview"
+    if kind != "run":  # a run's renderer owns its folder layout
+        from anomalygen.io import open_dataset
+
+        have = open_dataset(directory, kind).classes()
+        bad = [c for c in classes or [] if c not in have]
+        if bad:  # before the output folder is made
+            raise AnomalygenError(f"no class {', '.join(bad)} in {directory}; classes: {', '.join(have)}")
+        claim_output(out, "preview", overwrite)
+    extra = {"progress": progress} if progress is not None and "progress" in inspect.signature(fn).parameters else {}
+    paths = fn(directory, out=out, classes=classes, per_class=per_class, seed=seed, **extra)
+    clean_temp(out)
+    return paths
 
 
 @click.command("preview")
@@ -44,19 +60,26 @@ def preview(directory: str | Path, out: str | Path | None = None, classes: list[
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for the PNGs (default: DIR/preview).")
 @click.option("--classes", default=None, help="Comma-separated classes (default: all).")
-@click.option("--per-class", type=int, default=8, show_default=True, help="Samples shown per class sheet.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which samples are picked.")
-def command(directory, out, classes, per_class, seed):
+@click.option("--per-class", type=click.IntRange(1), default=8, show_default=True, help="Samples shown per class sheet.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True, help="Which samples are picked.")
+@click.option("--overwrite", is_flag=True, help="Write into an --out folder that holds other anomalygen output.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(directory, out, classes, per_class, seed, overwrite, quiet):
     """PNG contact sheets so a person can judge realism and labels at a glance.
 
-    For a point-cloud dataset: a few views per sample, anomalous points in red.
+    For a point-cloud dataset: per sample the shaded geometry seen from the defect's side,
+    the same view with anomalous points red, and two more views.
     For an MVTec 3D-AD dataset: rgb, depth and gt side by side.
     For a detector run (train-detector output): predicted maps next to ground truth.
 
     \b
     Example:
-      anomalygen preview out/anomaly-shapenet --classes bowl0,vase1
+      anomalygen preview out/small --classes bowl0,vase1
     """
-    paths = preview(directory, out, classes.split(",") if classes else None, per_class, seed)
+    from tqdm import tqdm
+
+    bar = None if quiet else (lambda it, total: tqdm(it, total=total, desc="preview", unit="class", file=sys.stderr))
+    paths = preview(directory, out, classes.split(",") if classes else None, per_class, seed, progress=bar,
+                    overwrite=overwrite)
     for p in paths:
         click.echo(str(p))

@@ -12,11 +12,15 @@ from tqdm import tqdm
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (MVTec 3D-AD layout).")
 @click.option("--classes", default=None,
               help="Comma-separated classes, or N: the first N of MVTec 3D-AD's ten [recipe: classes, all ten].")
-@click.option("--seed", type=int, default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
-@click.option("--size", type=int, default=None, help="Image width = height in pixels [recipe: size].")
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes rendering in parallel.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
+@click.option("--size", type=click.IntRange(16, 4096), default=None, help="Image width = height in pixels [recipe: size].")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes rendering in parallel.")
 @click.option("--recipe", default="render-mvtec3d", show_default=True, help="Recipe name or YAML path.")
-def command(out, classes, seed, size, workers, recipe):
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key, e.g. --set counts.train=4 (YAML value, repeatable).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier anomalygen output in --out (other files there are kept).")
+def command(out, classes, seed, size, workers, recipe, overrides, overwrite):
     """Render organized point clouds (xyz tiff), shaded RGB and gt masks of procedural objects.
 
     Each object rests on a slightly tilted background plane under a pinhole camera
@@ -29,10 +33,14 @@ def command(out, classes, seed, size, workers, recipe):
       anomalygen render-mvtec3d --classes bagel,tire --out out/rendered
       anomalygen render-mvtec3d --classes 10 --size 64 --out out/rendered-10
     """
-    from anomalygen.recipes import load_recipe
     from anomalygen.builds.render import render_mvtec3d
+    from anomalygen.recipe_schema import check_recipe
+    from anomalygen.recipes import load_recipe, parse_overrides
 
-    rec = load_recipe(recipe, {"size": size} if size else None)
+    sets = parse_overrides(overrides)
+    if size:
+        sets["size"] = size
+    rec = check_recipe(load_recipe(recipe, sets), "render-mvtec3d", schema_from=recipe)
     bar = lambda it, total: tqdm(it, total=total, desc="render", unit="image", file=sys.stderr)  # noqa: E731
-    root = render_mvtec3d(out, classes or None, rec, seed, workers, progress=bar)
+    root = render_mvtec3d(out, classes or None, rec, seed, workers, progress=bar, overwrite=overwrite)
     click.echo(f"wrote {root} (check: anomalygen validate {root})")

@@ -17,7 +17,7 @@ from anomalygen.validate import Bounds, manifest_bounds, validate_dataset
               help="Allowed points per sample (default: manifest.json's bounds, else unchecked).")
 @click.option("--ratio", "ratio", nargs=2, type=float, default=None, metavar="MIN MAX",
               help="Allowed anomaly ratio of anomalous samples (default: manifest.json's, else unchecked).")
-@click.option("--workers", type=int, default=min(4, os.cpu_count() or 1), show_default=True,
+@click.option("--workers", type=click.IntRange(1), default=min(4, os.cpu_count() or 1), show_default=True,
               help="Processes reading samples in parallel.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table; only problems.")
 def command(directory, points, ratio, workers, quiet):

@@ -6,6 +6,8 @@ and is ~3x faster, which matters when a build writes 3,200 files of 30k rows.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -27,3 +29,14 @@ def format_table(columns: list[np.ndarray], sep: str = " ") -> str:
     for j, c in enumerate(columns):
         values[:, j] = c.tolist()  # Python floats/ints: exact for float32 and float64
     return (row * n) % tuple(values.ravel().tolist())
+
+
+def table_problem(exc: ValueError, expected: str) -> str:
+    """What is wrong with a text table, in the user's terms, from numpy.loadtxt's error
+    (whose own wording names numpy parameters such as `usecols`)."""
+    text = str(exc)
+    row = re.search(r"row (\d+)", text)
+    bad = re.search(r"could not convert string '([^']*)'", text)
+    if bad:  # numpy counts this row from 0 and the other from 1: name the value, not the row
+        return f"{bad.group(1)!r} is not a number (each row: {expected})"
+    return f"{f'data row {row.group(1)}' if row else 'a data row'} is not {expected}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalygen.errors import FormatError
-from anomalygen.io._text import format_table
+from anomalygen.io._text import format_table, table_problem
 from anomalygen.io.atomic import write_bytes_atomic
 
 COMMA = ","
@@ -32,7 +32,7 @@ def read_gt_txt(path: str | os.PathLike, delimiter: str | None = None) -> tuple[
     try:
         table = np.loadtxt(io.StringIO(text), delimiter=delimiter, dtype=np.float64, ndmin=2)
     except ValueError as exc:
-        raise FormatError(f"{path}: corrupt GT text ({exc})") from None
+        raise FormatError(f"{path}: corrupt GT text, {table_problem(exc, 'four numbers x, y, z, label')}") from None
     if table.size == 0:
         raise FormatError(f"{path}: GT file is empty")
     if table.shape[1] != 4:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from anomalygen.errors import FormatError
 from anomalygen.io._paths import natural_key, subdirs
-from anomalygen.io.atomic import atomic_path, write_text_atomic
+from anomalygen.io.atomic import all_or_nothing, atomic_path, write_text_atomic
 from anomalygen.io.samples import GOOD, Dataset, ImageSample, SampleRef
 
 LAYOUT = "mvtec3d-ad"
@@ -35,8 +35,9 @@ def sample_name(index: int) -> str:
 def read_xyz_tiff(path: str | os.PathLike) -> np.ndarray:
     try:
         xyz = tifffile.imread(str(path))
-    except Exception as exc:  # tifffile raises several types on corrupt input
-        raise FormatError(f"{path}: unreadable TIFF ({exc})") from None
+    except Exception:  # tifffile raises several types on corrupt input; its wording names its internals
+        raise FormatError(f"{path}: unreadable TIFF (expected an H x W x 3 float32 xyz image; the file is "
+                          "corrupt, truncated or another format)") from None
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise FormatError(f"{path}: xyz TIFF must be H x W x 3, got {xyz.shape}")
     return xyz.astype(np.float32, copy=False)
@@ -46,8 +47,8 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FormatError(f"{path}: unreadable PNG ({exc})") from None
+    except (UnidentifiedImageError, OSError):
+        raise FormatError(f"{path}: unreadable PNG (the file is corrupt, truncated or another format)") from None
 
 
 def read_mask_png(path: str | os.PathLike) -> np.ndarray:
@@ -100,24 +101,26 @@ def write_sample(root: str | os.PathLike, sample: ImageSample) -> dict[str, Path
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise ValueError(f"xyz must be H x W x 3, got {xyz.shape}")
     base = Path(root) / sample.cls / sample.split / sample.defect
-    out = {}
-    with atomic_path(base / "xyz" / f"{sample.name}.tiff") as tmp:
-        tifffile.imwrite(tmp, xyz.astype(np.float32, copy=False), photometric="rgb")
-    out["xyz"] = base / "xyz" / f"{sample.name}.tiff"
-    if sample.rgb is not None:
-        rgb = np.asarray(sample.rgb)
-        if rgb.shape[:2] != xyz.shape[:2]:
-            raise ValueError(f"rgb {rgb.shape} and xyz {xyz.shape} differ in size")
-        with atomic_path(base / "rgb" / f"{sample.name}.png") as tmp:
-            Image.fromarray(rgb.astype(np.uint8)).save(tmp)
+    rgb = None if sample.rgb is None else np.asarray(sample.rgb)
+    if rgb is not None and rgb.shape[:2] != xyz.shape[:2]:
+        raise ValueError(f"rgb {rgb.shape} and xyz {xyz.shape} differ in size")
+    mask = np.asarray(sample.mask) if sample.split == "test" and sample.defect != GOOD else None
+    if mask is not None and mask.shape != xyz.shape[:2]:
+        raise ValueError(f"mask {mask.shape} and xyz {xyz.shape} differ in size")
+    out = {"xyz": base / "xyz" / f"{sample.name}.tiff"}
+    if rgb is not None:
         out["rgb"] = base / "rgb" / f"{sample.name}.png"
-    if sample.split == "test" and sample.defect != GOOD:
-        mask = np.asarray(sample.mask)
-        if mask.shape != xyz.shape[:2]:
-            raise ValueError(f"mask {mask.shape} and xyz {xyz.shape} differ in size")
-        with atomic_path(base / "gt" / f"{sample.name}.png") as tmp:
-            Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8), mode="L").save(tmp)
+    if mask is not None:
         out["gt"] = base / "gt" / f"{sample.name}.png"
+    with all_or_nothing(out.values()):  # a fault mid-sample leaves none of its files
+        with atomic_path(out["xyz"]) as tmp:
+            tifffile.imwrite(tmp, xyz.astype(np.float32, copy=False), photometric="rgb")
+        if rgb is not None:
+            with atomic_path(out["rgb"]) as tmp:
+                Image.fromarray(rgb.astype(np.uint8)).save(tmp)
+        if mask is not None:
+            with atomic_path(out["gt"]) as tmp:
+                Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8), mode="L").save(tmp)
     return out
 
 

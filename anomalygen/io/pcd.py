@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalygen.errors import FormatError
-from anomalygen.io._text import format_table
+from anomalygen.io._text import format_table, table_problem
 from anomalygen.io.atomic import write_bytes_atomic
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4",
@@ -81,7 +81,8 @@ def read_pcd(path: str | os.PathLike) -> PcdData:
         data = header["DATA"][0].lower()
         viewpoint = tuple(float(v) for v in header.get("VIEWPOINT", ["0", "0", "0", "1", "0", "0", "0"]))
     except (KeyError, ValueError, IndexError) as exc:
-        raise FormatError(f"{path}: malformed PCD header ({exc})") from None
+        missing = f"no {exc.args[0]} line" if isinstance(exc, KeyError) else "a value that is not a number"
+        raise FormatError(f"{path}: malformed PCD header ({missing})") from None
     if not (len(names) == len(sizes) == len(types) == len(counts)):
         raise FormatError(f"{path}: FIELDS/SIZE/TYPE/COUNT lengths differ")
     try:
@@ -95,7 +96,8 @@ def read_pcd(path: str | os.PathLike) -> PcdData:
         try:
             table = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2) if text.strip() else np.zeros((0, sum(counts)))
         except ValueError as exc:
-            raise FormatError(f"{path}: corrupt ASCII PCD body ({exc})") from None
+            raise FormatError(f"{path}: corrupt ASCII PCD body, "
+                              f"{table_problem(exc, f'{sum(counts)} numbers ({chr(32).join(names)})')}") from None
         if table.shape != (npts, sum(counts)):
             raise FormatError(f"{path}: header says {npts} points x {sum(counts)} values, body has {table.shape[0]} x {table.shape[1] if table.ndim == 2 else 0}")
         fields, col = {}, 0

@@ -75,7 +75,7 @@ def _na() -> np.ndarray:
 
 
 def preview_image_dataset(directory: Path, out: Path, classes: list[str] | None = None, per_class: int = 8,
-                          seed: int = 0) -> list[Path]:
+                          seed: int = 0, progress=None) -> list[Path]:
     """One sheet per class (anomalous samples first, picked with `seed`); returns the PNG paths."""
     directory, out = Path(directory), Path(out)
     ds = open_dataset(directory, mvtec3d.LAYOUT)
@@ -93,7 +93,8 @@ def preview_image_dataset(directory: Path, out: Path, classes: list[str] | None 
             records = {}
     rng = np.random.default_rng(seed)
     paths = []
-    for cls in classes or known:
+    todo = list(classes or known)
+    for cls in (progress(todo, len(todo)) if progress else todo):
         refs = ds.samples(cls)
         bad = [r for r in refs if r.defect != GOOD]
         good = [r for r in refs if r.defect == GOOD]

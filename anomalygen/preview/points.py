@@ -1,9 +1,11 @@
 """`anomalygen preview DIR` for point-cloud datasets (Anomaly-ShapeNet, Real3D-AD layouts).
 
 One PNG contact sheet per class: a row per sample (a mix of defect types and normals),
-three views per row. For an anomalous sample the first view looks straight at the
-defect (from the object's centre toward the anomalous points' centroid), so the
-defect is in sight; anomalous points are red. Rendering: anomalygen.preview.splat.
+four tiles per row. For an anomalous sample the first two look straight at the defect
+(the direction from which most anomalous points are visible): the first shows the shaded
+geometry alone (so a bulge, a dent and a bend read as shape, not as red paint), the
+second the same view with anomalous points red; two more views follow. Rendering:
+anomalygen.preview.splat.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def sample_views(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> li
     return [render(points, labels, v, size, **framing) for v in dirs]
 
 
+def geometry_view(points: np.ndarray, labels: np.ndarray, size: int = TILE) -> np.ndarray:
+    """The first (defect-facing) view with shading only, no label colour: the shape of the defect."""
+    dirs, framing = plan_views(points, labels)
+    return render(points, np.zeros(len(points), np.uint8), dirs[0], size, **framing)
+
+
 CANDIDATES = np.array([view_direction(az, el) for el in (-35, 0, 35, 70) for az in range(0, 360, 45)]
                       + [view_direction(0, 90), view_direction(0, -90)])
 
@@ -94,7 +102,7 @@ def class_sheet(refs, size: int = TILE) -> Image.Image:
     rows = []
     for ref in refs:
         s = ref.load()
-        tiles = sample_views(s.points, s.labels, size)
+        tiles = [geometry_view(s.points, s.labels, size)] + sample_views(s.points, s.labels, size)
         row = Image.fromarray(np.concatenate(tiles, axis=1))
         canvas = Image.new("RGB", (row.width, row.height + LABEL_H), "white")
         canvas.paste(row, (0, LABEL_H))
@@ -112,7 +120,7 @@ def class_sheet(refs, size: int = TILE) -> Image.Image:
 
 
 def preview_point_dataset(directory: Path, out: Path, classes: list[str] | None = None, per_class: int = 8,
-                          seed: int = 0) -> list[Path]:
+                          seed: int = 0, progress=None) -> list[Path]:
     """Write `<out>/<class>.png` for each class; returns the paths."""
     ds = open_dataset(directory)
     have = ds.classes()
@@ -124,7 +132,7 @@ def preview_point_dataset(directory: Path, out: Path, classes: list[str] | None 
         raise AnomalygenError("--per-class must be at least 1")
     out = Path(out)
     paths = []
-    for cls in classes:
+    for cls in (progress(classes, len(classes)) if progress else classes):
         refs = _pick(ds.samples(cls), per_class, np.random.default_rng([seed, zlib.crc32(cls.encode())]))
         if not refs:
             continue

@@ -8,6 +8,9 @@ cubes, which always yields a watertight surface of the same outer shape.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import trimesh
 
 from anomalygen.errors import FormatError
@@ -18,11 +21,17 @@ from anomalygen.shapes.catalog import normalize
 def load_mesh(path) -> trimesh.Trimesh:
     """Read obj/ply/stl/off as one mesh (scenes are concatenated); FormatError if none."""
     try:
-        m = trimesh.load(str(path), force="mesh", process=True, skip_materials=True)
-    except Exception as exc:  # trimesh raises many kinds for corrupt files
-        raise FormatError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
+        m = trimesh.load(str(path), force="mesh", process=False, skip_materials=True)
+    except Exception:  # trimesh raises many kinds for corrupt files
+        kind = Path(str(path)).suffix.lstrip(".").upper() or "mesh"
+        raise FormatError(f"{path}: cannot read it as a {kind} mesh file (expected vertices and triangles)") from None
     if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
         raise FormatError(f"{path}: no triangles in file")
+    # checked before processing, which would silently drop such vertices and open the mesh
+    bad = ~np.isfinite(np.asarray(m.vertices, np.float64)).all(axis=1)
+    if bad.any():
+        raise FormatError(f"{path}: {int(bad.sum())} of {len(bad)} vertices have NaN or infinite coordinates")
+    m.process()
     return m
 
 
@@ -46,8 +55,8 @@ def make_watertight(mesh: trimesh.Trimesh, pitch: float = 0.008) -> tuple[trimes
         mc = vox.marching_cubes  # in voxel index units
         mc.apply_transform(vox.transform)
         mc = max(mc.split(only_watertight=True), key=lambda x: x.volume) if mc.body_count > 1 else mc
-    except Exception as exc:
-        raise FormatError(f"mesh cannot be made watertight ({type(exc).__name__}: {exc})") from None
+    except Exception:
+        raise FormatError("mesh cannot be made watertight (the voxel remesh found no closed volume)") from None
     if not (mc.is_watertight and mc.is_volume):
         raise FormatError("mesh cannot be made watertight (voxel remesh still open)")
     return g.canonical(normalize(mc)), "voxel-remeshed"

@@ -22,7 +22,8 @@ import trimesh
 from anomalygen.errors import AnomalygenError, FormatError
 from anomalygen.io.anomaly_shapenet import CLASSES
 from anomalygen.shapes import catalog
-from anomalygen.shapes.repair import load_mesh, make_watertight
+from anomalygen.shapes.checks import prepare_source_mesh
+from anomalygen.shapes.repair import load_mesh
 
 SYNSETS = {  # Anomaly-ShapeNet family -> ShapeNetCore v2 synset id
     "bag": "02773838", "bottle": "02876657", "bowl": "02880940", "bucket": "02747177", "cap": "02954340",
@@ -91,12 +92,12 @@ class ShapeNetSource:
         for t in range(min(MAX_TRIES, len(models))):
             path = models[(start + t) % len(models)]
             try:
-                mesh, how = make_watertight(load_mesh(path), self.voxel_pitch)
+                mesh, info = prepare_source_mesh(load_mesh(path), self.voxel_pitch)
             except FormatError as exc:
                 skipped.append(f"{path.parent.parent.name}: {str(exc).split(': ', 1)[-1]}")
                 continue
             self._desc[cls] = {"source": "shapenet", "synset": synset, "model": path.parent.parent.name,
-                               "repair": how, "skipped": skipped}
+                               **info, "skipped": skipped}
             return mesh
         raise AnomalygenError(f"{cls}: none of {min(MAX_TRIES, len(models))} ShapeNet models in {self.root / synset} "
                               f"could be made watertight ({'; '.join(skipped)})")

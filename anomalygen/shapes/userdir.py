@@ -17,7 +17,8 @@ import trimesh
 
 from anomalygen.errors import AnomalygenError, FormatError
 from anomalygen.io import natural_key, subdirs
-from anomalygen.shapes.repair import load_mesh, make_watertight
+from anomalygen.shapes.checks import prepare_source_mesh
+from anomalygen.shapes.repair import load_mesh
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off")
 
@@ -40,7 +41,7 @@ class UserFolderSource:
             raise AnomalygenError(
                 f"--source {self.root}: neither ShapeNetCore v2 (taxonomy.json, <synset>/<model>/models/"
                 f"model_normalized.obj) nor a folder of meshes (<class>/*{'|'.join(MESH_SUFFIXES)})")
-        self._how: dict[str, str] = {}
+        self._how: dict[str, dict] = {}
 
     def classes(self) -> list[str]:
         return list(self.files)
@@ -50,14 +51,15 @@ class UserFolderSource:
             raise AnomalygenError(f"class {cls!r} is not in {self.root}; classes there: {', '.join(self.files)}")
         path = self.files[cls]
         try:
-            mesh, how = make_watertight(load_mesh(path), self.voxel_pitch)
+            mesh, info = prepare_source_mesh(load_mesh(path), self.voxel_pitch)
         except FormatError as exc:
-            raise AnomalygenError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
-        self._how[cls] = how
+            raise AnomalygenError(f"{path}: {str(exc).split(': ', 1)[-1] if str(exc).startswith(str(path)) else exc}") from None
+        self._how[cls] = info
         return mesh
 
     def describe(self, cls: str) -> dict:
-        return {"source": "folder", "file": str(self.files[cls].relative_to(self.root)), "repair": self._how.get(cls)}
+        info = self._how.get(cls) or {}
+        return {"source": "folder", "file": str(self.files[cls].relative_to(self.root)), **info}
 
     def summary(self) -> dict:
         return {"kind": self.kind, "root": str(self.root)}
