@@ -59,7 +59,9 @@ def procedural_texture(kind: str, size: int, rng: np.random.Generator) -> np.nda
     else:
         raise ValueError(f"unknown procedural texture {kind!r}")
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    return np.clip(c0 + g[..., None] * (c1 - c0), 0, 255).astype(np.uint8)
+    rgb = g[..., None] * (c1 - c0)  # c0 + g (c1 - c0), computed in place (same float64 values)
+    rgb += c0
+    return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
 
 
 def _crop_resize(img: np.ndarray | Image.Image, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
