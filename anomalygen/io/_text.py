@@ -27,3 +27,20 @@ def format_table(columns: list[np.ndarray], sep: str = " ") -> str:
     for j, c in enumerate(columns):
         values[:, j] = c.tolist()  # Python floats/ints: exact for float32 and float64
     return (row * n) % tuple(values.ravel().tolist())
+
+
+def with_column(table: str, column: np.ndarray, sep: str = " ") -> str:
+    """The text `format_table(columns + [column], sep)` gives, from `table = format_table(columns, " ")`:
+    the rows re-separated and `column` (integers) appended, without formatting the floats again.
+    A build writes an anomalous sample's points twice (.pcd and GT .txt); this halves that work."""
+    if column.dtype.kind not in "iub":
+        raise ValueError("with_column appends integer columns only")
+    rows = (table.replace(" ", sep) if sep != " " else table).split("\n")[:-1]
+    if len(rows) != len(column):
+        raise ValueError(f"{len(rows)} rows but {len(column)} values")
+    if not rows:
+        return ""
+    values: list = [None] * (2 * len(rows))
+    values[0::2] = rows
+    values[1::2] = column.astype(np.int64).tolist()
+    return (("%s" + sep + "%d\n") * len(rows)) % tuple(values)
