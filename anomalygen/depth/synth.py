@@ -126,13 +126,11 @@ def mix_rgb(rgb: np.ndarray, mask: np.ndarray, texture: np.ndarray, beta: float)
 
 def move_along_rays(xyz: np.ndarray, z_a: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """New xyz with Z = z_a on the foreground and (X, Y) scaled by Z_a / Z (points stay on their rays)."""
-    out = xyz.copy()
     z = xyz[..., 2]
     sel = fg & (z != 0)
     f = np.ones_like(z)
     np.divide(z_a, z, out=f, where=sel)
-    out[..., 0] *= f
-    out[..., 1] *= f
+    out = xyz * f[..., None]  # X and Y scaled; Z replaced below
     out[..., 2] = np.where(sel, z_a, z)
     return out.astype(np.float32, copy=False)
 
