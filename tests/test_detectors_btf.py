@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from anomalygen.detectors import available_detectors, get_detector
 from anomalygen.detectors.base import Detector
@@ -133,3 +134,24 @@ def test_btf_typed_config_keeps_the_recipe_keys_defaults_and_messages():
         with pytest.raises(RecipeError) as info:
             BTFConfig.from_dict(given)
         assert str(info.value) == message
+
+
+def test_compiled_fps_picks_the_torch_loop_points():
+    """BTF's CPU subsample (fpsample when installed) is the greedy torch FPS, index for index."""
+    from anomalygen.detectors.common.points import farthest_point_indices, farthest_point_sample
+
+    pts = np.random.default_rng(5).normal(size=(3000, 3)).astype(np.float32)
+    ref = farthest_point_sample(torch.from_numpy(pts), 256, start=0).numpy()
+    assert np.array_equal(farthest_point_indices(pts, 256, start=0), ref)
+
+
+def test_kdtree_spread_equals_the_torch_spread():
+    from anomalygen.detectors.common.points import knn
+    from anomalygen.detectors.common.spread import spread_to_points
+
+    rng = np.random.default_rng(6)
+    pts, centers = rng.random((2000, 3)).astype(np.float32), rng.random((100, 3)).astype(np.float32)
+    s = rng.random(100).astype(np.float32)
+    _, idx = knn(torch.from_numpy(pts), torch.from_numpy(centers), 1)
+    got = spread_to_points(torch.from_numpy(pts), torch.from_numpy(centers), torch.from_numpy(s))
+    assert np.array_equal(got.numpy(), s[idx[:, 0].numpy()])

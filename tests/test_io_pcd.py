@@ -78,3 +78,18 @@ def test_atomic_writer_leaves_no_partial_file(tmp_path, rng):
             tmp.write_bytes(b"half")
             raise RuntimeError("killed mid-write")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_gt_text_from_the_pcd_body_is_the_directly_formatted_gt_text():
+    """The build formats an anomalous sample's floats once for its .pcd and GT file: same bytes as apart."""
+    from anomalygen.io.gt_txt import gt_txt_bytes
+    from anomalygen.io.pcd import ascii_body, pcd_bytes
+
+    rng = np.random.default_rng(4)
+    for pts in (rng.normal(size=(400, 3)).astype(np.float32), (rng.normal(size=(50, 3)) * 1e-6).astype(np.float32),
+                rng.normal(size=(30, 3)), np.zeros((0, 3), np.float32)):
+        labels = (rng.random(len(pts)) < 0.3).astype(np.uint8)
+        body = ascii_body(pts)
+        assert pcd_bytes(pts, body=body) == pcd_bytes(pts)
+        for delimiter in (",", " "):
+            assert gt_txt_bytes(pts, labels, delimiter, body) == gt_txt_bytes(pts, labels, delimiter)

@@ -26,10 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.depth.kernels import skew_normal_kernel, ternary_mask
+from anomalygen.depth.kernels import convolve_same, skew_normal_kernel, ternary_mask
 from anomalygen.perlin import perlin_grid_np, random_permutation
 
 FFT_EPS = 1e-5  # float32 FFT round-off below this (Delta_Z is in [-1, 1]) is zeroed: the exact convolution is 0 there
@@ -96,17 +95,19 @@ class DepthDefect:
 
 def depth_defect(z: np.ndarray, fg: np.ndarray, params: DefectParams, cfg: DAS3DConfig, scale: float = 1.0) -> DepthDefect:
     """Eq. 1-7 for one depth image `z` (H, W) with foreground `fg` (H, W) bool; magnitudes times `scale`."""
-    fg = fg.astype(bool)
+    fg = fg if fg.dtype == bool else fg.astype(bool)
     noise = perlin_grid_np(z.shape, params.res, params.perm, cfg.octaves, cfg.persistence, cfg.lacunarity,
                            offset=params.offset)
-    m_t = ternary_mask(noise, cfg.t_p) * fg.astype(np.int8)
+    m_t = ternary_mask(noise, cfg.t_p)
+    m_t *= fg
     if not m_t.any():
         delta = np.zeros(z.shape, np.float32)
     else:
         k = skew_normal_kernel(params.sigma, params.alpha)
-        delta = fftconvolve(m_t.astype(np.float64), k, mode="same")
+        delta = convolve_same(m_t.astype(np.float64), k)  # fftconvolve(..., mode="same"), bit for bit
         delta[np.abs(delta) < FFT_EPS] = 0.0
-        delta = (delta * fg).astype(np.float32)
+        delta *= fg
+        delta = delta.astype(np.float32)
     change = np.float32(params.p_z * scale) * delta
     mask = ((np.abs(change) >= cfg.t_h * scale) & fg & (delta != 0)).astype(np.uint8)
     z_a = (z + change).astype(np.float32)
@@ -115,24 +116,29 @@ def depth_defect(z: np.ndarray, fg: np.ndarray, params: DefectParams, cfg: DAS3D
 
 def mix_rgb(rgb: np.ndarray, mask: np.ndarray, texture: np.ndarray, beta: float) -> np.ndarray:
     """Eq. 8: I_a = (1-M*) I + M* ((1-beta) I_u + beta I); uint8 in, uint8 out; unchanged where M* = 0."""
-    m = mask.astype(bool)
+    idx = np.flatnonzero(mask)  # flat pixel indices: cheaper than a boolean (H, W) mask over (H, W, 3)
     out = rgb.copy()
-    mixed = (1.0 - beta) * texture[m].astype(np.float32) + beta * rgb[m].astype(np.float32)
-    out[m] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    flat = out.reshape(-1, rgb.shape[-1])
+    mixed = (1.0 - beta) * texture.reshape(-1, rgb.shape[-1])[idx].astype(np.float32) + beta * flat[idx].astype(np.float32)
+    flat[idx] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out
 
 
 def move_along_rays(xyz: np.ndarray, z_a: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """New xyz with Z = z_a on the foreground and (X, Y) scaled by Z_a / Z (points stay on their rays)."""
-    out = xyz.copy()
     z = xyz[..., 2]
     sel = fg & (z != 0)
     f = np.ones_like(z)
-    f[sel] = z_a[sel] / z[sel]
-    out[..., 0] *= f
-    out[..., 1] *= f
+    np.divide(z_a, z, out=f, where=sel)
+    out = xyz * f[..., None]  # X and Y scaled; Z replaced below
     out[..., 2] = np.where(sel, z_a, z)
-    return out.astype(np.float32)
+    return out.astype(np.float32, copy=False)
+
+
+def measured(xyz: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels with any non-zero coordinate (`np.any(xyz != 0, axis=-1)`, channel by channel:
+    a reduction over a length-3 axis is ~10x slower)."""
+    return (xyz[..., 0] != 0) | (xyz[..., 1] != 0) | (xyz[..., 2] != 0)
 
 
 def object_scale(xyz: np.ndarray, fg: np.ndarray) -> float:
@@ -195,7 +201,7 @@ def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS
 
     Redraws until M* covers cfg.anomaly_ratio of the image; raises AnomalygenError after cfg.max_tries.
     """
-    fg = fg.astype(bool) & np.any(xyz != 0, axis=-1)
+    fg = fg.astype(bool) & measured(xyz)
     scale = object_scale(xyz, fg) if scale is None else float(scale)
     for tries in range(1, cfg.max_tries + 1):
         params = draw_params(rng, cfg, xyz.shape[:2])

@@ -10,6 +10,7 @@ speckle), each tinted with a random colour when grey.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,31 +46,45 @@ def procedural_texture(kind: str, size: int, rng: np.random.Generator) -> np.nda
         g = perlin_grid_np((size, size), (res, res), random_permutation(rng), octaves=4)
         g = (g - g.min()) / max(float(np.ptp(g)), 1e-6)
     elif kind == "stripes":
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        t = np.arange(size, dtype=np.float32)  # a row and a column broadcast: the same values as a full grid
         th = rng.uniform(0, np.pi)
         period = rng.uniform(6, 40)
-        g = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(th) + yy * np.sin(th)) / period)
+        g = 0.5 + 0.5 * np.sin(2 * np.pi * (t[None, :] * np.cos(th) + t[:, None] * np.sin(th)) / period)
     elif kind == "checks":
-        yy, xx = np.mgrid[0:size, 0:size]
+        t = np.arange(size)
         c = int(rng.integers(6, 40))
-        g = ((yy // c + xx // c) % 2).astype(np.float32)
+        g = ((t[:, None] // c + t[None, :] // c) % 2).astype(np.float32)
     elif kind == "speckle":
         g = rng.random((size, size)).astype(np.float32)
     else:
         raise ValueError(f"unknown procedural texture {kind!r}")
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    return np.clip(c0 + g[..., None] * (c1 - c0), 0, 255).astype(np.uint8)
+    rgb = g[..., None] * (c1 - c0)  # c0 + g (c1 - c0), computed in place (same float64 values)
+    rgb += c0
+    return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
 
 
-def _crop_resize(img: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Random crop (at least half of each side) resized to shape."""
-    h, w = img.shape[:2]
+def _crop_resize(img: np.ndarray | Image.Image, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Random crop (at least half of each side) resized to shape.
+
+    `img` may be the PIL image of the array: PIL then crops in C, which saves the copy
+    `Image.fromarray` makes of a non-contiguous numpy crop (the pixels are the same)."""
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(np.ascontiguousarray(img))
+    w, h = pil.size
     ch = int(rng.integers(max(1, h // 2), h + 1))
     cw = int(rng.integers(max(1, w // 2), w + 1))
     y0 = int(rng.integers(0, h - ch + 1))
     x0 = int(rng.integers(0, w - cw + 1))
-    crop = img[y0:y0 + ch, x0:x0 + cw]
-    return np.asarray(Image.fromarray(crop).resize((shape[1], shape[0]), Image.BILINEAR))
+    crop = pil.crop((x0, y0, x0 + cw, y0 + ch))
+    return np.asarray(crop.resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+@lru_cache(maxsize=None)
+def _skimage_texture(name: str) -> tuple[Image.Image, bool]:
+    """A scikit-image texture as a PIL image and whether it is grey; loaded once per process
+    (a build makes a TextureSource per image)."""
+    img = _to_rgb(_skimage(name.split(":", 1)[1]))
+    return Image.fromarray(img), bool(np.allclose(img[..., 0], img[..., 1]))
 
 
 class TextureSource:
@@ -77,7 +92,7 @@ class TextureSource:
 
     def __init__(self, folder: str | os.PathLike | None = None):
         self.folder = None if folder in (None, "default") else Path(folder)
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, tuple[Image.Image, bool]] = {}
         if self.folder is not None:
             if not self.folder.is_dir():
                 raise AnomalygenError(f"--textures {self.folder}: no such directory")
@@ -90,19 +105,19 @@ class TextureSource:
     def __len__(self) -> int:
         return len(self.names)
 
-    def _image(self, name: str) -> np.ndarray:
+    def _image(self, name: str) -> tuple[Image.Image, bool]:
+        """The texture as a PIL image, and whether it is a grey scikit-image photograph (to tint)."""
+        if name.startswith("skimage:"):
+            return _skimage_texture(name)
         if name not in self._cache:
-            if name.startswith("skimage:"):
-                img = _to_rgb(_skimage(name.split(":", 1)[1]))
-            else:
-                try:
-                    with Image.open(name) as im:
-                        img = np.asarray(im.convert("RGB"))
-                except OSError as exc:
-                    raise AnomalygenError(f"{name}: unreadable texture image ({exc})") from None
+            try:
+                with Image.open(name) as im:
+                    img = im.convert("RGB")
+            except OSError as exc:
+                raise AnomalygenError(f"{name}: unreadable texture image ({exc})") from None
             if len(self._cache) > 64:
                 self._cache.clear()
-            self._cache[name] = img
+            self._cache[name] = (img, False)
         return self._cache[name]
 
     def draw(self, shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -111,8 +126,8 @@ class TextureSource:
         if name.startswith("procedural:"):
             tex = procedural_texture(name.split(":", 1)[1], max(shape), rng)[: shape[0], : shape[1]]
             return tex, name
-        img = self._image(name)
+        img, grey = self._image(name)
         tex = _crop_resize(img, shape, rng).astype(np.float32)
-        if name.startswith("skimage:") and np.allclose(img[..., 0], img[..., 1]):
+        if grey:
             tex = tex * rng.uniform(0.4, 1.2, 3)  # grey photograph: random tint
         return np.clip(tex, 0, 255).astype(np.uint8), (Path(name).name if self.folder else name)

@@ -131,8 +131,10 @@ def read_pcd_xyz(path: str | os.PathLike) -> np.ndarray:
     return read_pcd(path).xyz
 
 
-def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[str, np.ndarray] | None = None) -> bytes:
-    """Serialize (N,3) points (+ optional (N,) extra fields) as PCD v0.7 bytes."""
+def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[str, np.ndarray] | None = None,
+              body: str | None = None) -> bytes:
+    """Serialize (N,3) points (+ optional (N,) extra fields) as PCD v0.7 bytes. `body`: the ASCII rows
+    already formatted (`ascii_body` of the same arrays), when the caller needs them for a GT file too."""
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points must be (N, 3), got {pts.shape}")
@@ -158,10 +160,19 @@ def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[st
         for k, v in cols.items():
             rec[k] = v
         return head.encode("ascii") + rec.tobytes()
-    return head.encode("ascii") + format_table(list(cols.values())).encode("ascii")
+    return head.encode("ascii") + (ascii_body(pts, extra_fields) if body is None else body).encode("ascii")
+
+
+def ascii_body(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> str:
+    """The rows of an ASCII PCD body (x y z [extra ...]), every value exact."""
+    pts = np.asarray(points)
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float32)
+    cols = [pts[:, 0], pts[:, 1], pts[:, 2]] + [np.asarray(a) for a in (extra_fields or {}).values()]
+    return format_table(cols)
 
 
 def write_pcd(path: str | os.PathLike, points: np.ndarray, *, binary: bool = False,
-              extra_fields: dict[str, np.ndarray] | None = None) -> Path:
+              extra_fields: dict[str, np.ndarray] | None = None, body: str | None = None) -> Path:
     """Write points as a PCD file atomically. ASCII by default (what Anomaly-ShapeNet ships)."""
-    return write_bytes_atomic(path, pcd_bytes(points, binary=binary, extra_fields=extra_fields))
+    return write_bytes_atomic(path, pcd_bytes(points, binary=binary, extra_fields=extra_fields, body=body))

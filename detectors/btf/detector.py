@@ -66,7 +66,7 @@ class ImageSettings:
 
     coreset_fraction: float = bounded(0.1, 1e-6, 1.0)
     image_size: int = bounded(224, 1, 10**5)
-    feature_grid: int = bounded(56, 1, 10**5)
+    feature_grid: int = bounded(28, 1, 10**5)
     normal_radius: float = bounded(0.02, 1e-9, 10.0)
     feature_radius: float = bounded(0.05, 1e-9, 10.0)
     normal_max_nn: int = bounded(30, 1, 10**5)

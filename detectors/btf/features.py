@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from anomalygen.detectors.common.fpfh import FPFH_DIM, fpfh
-from anomalygen.detectors.common.points import farthest_point_sample
+from anomalygen.detectors.common.points import farthest_point_indices, farthest_point_sample
 from anomalygen.detectors.settings import as_section
 from anomalygen.scans import BackgroundConfig, remove_background
 
@@ -34,6 +34,8 @@ def diagonal(points: np.ndarray) -> float:
 def subsample(points: np.ndarray, n_points: int, device: torch.device) -> np.ndarray:
     """Indices of the FPS subsample where features are computed (deterministic: starts at point 0)."""
     n = min(n_points, len(points))
+    if device.type == "cpu":
+        return farthest_point_indices(points, n, start=0)
     pts = torch.as_tensor(points, dtype=torch.float32, device=device)
     return farthest_point_sample(pts, n, start=0).cpu().numpy()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
 # Pairwise-distance blocks are computed in chunks of queries so that memory stays
@@ -74,6 +75,23 @@ def farthest_point_sample(points: torch.Tensor, n: int, start: int | torch.Tenso
             torch.minimum(min_d, (xt - c).square_().sum(1), out=min_d)
             cur = torch.argmax(min_d, dim=1)
     return idx[0] if single else idx
+
+
+def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:
+    """(n,) int64 indices of an (N, 3) float32 cloud: `farthest_point_sample` on the CPU, compiled.
+
+    The `fpsample` package's vanilla FPS (C++) runs the same greedy rule in float32 as the torch
+    loop, starting at the same point, and picks the same indices (tests/test_detectors_btf.py
+    checks it); without the package the torch loop runs.
+    """
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    if not 0 < n <= len(pts):
+        raise ValueError(f"cannot sample {n} of {len(pts)} points")
+    try:
+        import fpsample
+    except ImportError:
+        return farthest_point_sample(torch.from_numpy(pts), n, start=start).numpy()
+    return np.asarray(fpsample.fps_sampling(pts, n, start_idx=int(start)), dtype=np.int64)
 
 
 def knn(query: torch.Tensor, ref: torch.Tensor, k: int, chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:

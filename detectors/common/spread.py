@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -17,8 +18,17 @@ from anomalygen.detectors.common.points import knn
 
 def spread_to_points(points: torch.Tensor, centers: torch.Tensor, center_scores: torch.Tensor, k: int = 1) -> torch.Tensor:
     """(N,) scores: each of `points` (N,3) takes the score of its nearest center (k=1), or the
-    inverse-distance weighted mean of its k nearest centers (k>1)."""
-    d, idx = knn(points.to(centers), centers, k)
+    inverse-distance weighted mean of its k nearest centers (k>1). On the CPU the neighbours come
+    from a KD-tree (scipy's cKDTree: O(N log M) instead of torch's N x M distance blocks)."""
+    if centers.device.type == "cpu":
+        from scipy.spatial import cKDTree
+
+        c = centers.detach().numpy()
+        d_np, i_np = cKDTree(c).query(points.detach().cpu().numpy().astype(c.dtype, copy=False), k=k)
+        d = torch.from_numpy(np.asarray(d_np, np.float64).reshape(len(points), k)).to(centers.dtype)
+        idx = torch.from_numpy(np.asarray(i_np, np.int64).reshape(len(points), k))
+    else:
+        d, idx = knn(points.to(centers), centers, k)
     s = center_scores.to(centers)[idx]
     if k == 1:
         return s[:, 0]
