@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain-detector": ("anomalygen.commands.pretrain_detector", "anomalygen pretrain-detector --detector imrnet --recipe imrnet-tiny --out runs/imrnet-pretrained"),
     "depth-defects": ("anomalygen.commands.depth_defects", "anomalygen depth-defects --input mvtec3d --out out/das3d"),
     "render-mvtec3d": ("anomalygen.commands.render_mvtec3d", "anomalygen render-mvtec3d --classes bagel,tire --out out/rendered"),
-    "zero-shot": ("anomalygen.commands.zero_shot", "anomalygen zero-shot --detectors btf --data out/rendered --out runs/zero-shot"),
+    "zero-shot": ("anomalygen.commands.zero_shot", "anomalygen zero-shot --detectors btf --data out/rendered --out runs/zs-rendered"),
     "pseudo-anomalies": ("anomalygen.commands.pseudo_anomalies", "anomalygen pseudo-anomalies --out out/pseudo --class bagel --size 128"),
     "blender": ("anomalygen.commands.blender", "anomalygen blender run defect -- --input cup.ply --output out.ply --defect hole"),
 }

@@ -13,9 +13,11 @@ appended options (click keeps the last value of an option) or a class count, are
                      cup.ply and my_script.py sit in the scratch folder
   build-shapenet     --classes N (N > 3) -> --classes 3; + --train-per-class 1 --test-per-class 4
                      --set dataset.points=[400,700] --workers 1 --quiet
-  render-mvtec3d     + --size 32 and counts 2/1/1/1 (train/validation/test_good/test_per_defect)
+  render-mvtec3d     + --size 32 (unless the example asks for 64 or less) and counts 2/1/1/1
+                     (train/validation/test_good/test_per_defect)
   depth-defects      + --size 32 --per-image 1 (rendered default: the same render counts)
-  train-detector     + --quiet, BTF image grid 32 px / 8 patches, 256 FPFH points
+  train-detector,    + --quiet, BTF image grid 32 px / 8 patches, 256 FPFH points
+  zero-shot
   preview            + --per-class 2
   validate, evaluate + --quiet (validate: --workers 1)
   blender ...        run only where a Blender is found (`blender info` always runs)
@@ -33,8 +35,8 @@ from anomalygen.cli import COMMANDS, cli
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import ImageSample, mvtec3d
 
-ORDER = ["build-shapenet", "render-mvtec3d", "depth-defects", "validate", "preview", "train-detector", "evaluate",
-         "blender"]
+ORDER = ["build-shapenet", "render-mvtec3d", "depth-defects", "pseudo-anomalies", "validate", "preview",
+         "pretrain-detector", "train-detector", "zero-shot", "evaluate", "blender"]
 RENDER_COUNTS = ["counts.train=2", "counts.validation=1", "counts.test_good=1", "counts.test_per_defect=1"]
 
 
@@ -66,12 +68,13 @@ def reduced(example: str, home: str) -> list[str]:
         args += ["--train-per-class", "1", "--test-per-class", "4", "--set", "dataset.points=[400,700]",
                  "--workers", "1", "--quiet"]
     elif cmd == "render-mvtec3d":
-        args += ["--size", "32", *[x for c in RENDER_COUNTS for x in ("--set", c)]]
+        small = "--size" in args and int(args[args.index("--size") + 1]) <= 64  # an example's own small size stays
+        args += ([] if small else ["--size", "32"]) + [x for c in RENDER_COUNTS for x in ("--set", c)]
     elif cmd == "depth-defects":
         args += ["--size", "32", "--per-image", "1"]
         if not any(a.startswith("mvtec3d=") for a in args):
             args += [x for c in RENDER_COUNTS[:3] for x in ("--set", f"render.{c}")]
-    elif cmd == "train-detector":
+    elif cmd in ("train-detector", "zero-shot"):
         args += ["--quiet", "--set", "btf.images.image_size=32", "--set", "btf.images.feature_grid=8",
                  "--set", "btf.points.n_points=256"]
     elif cmd == "preview":
