@@ -14,20 +14,21 @@ of workers and either device writes the same parameters; on one device, the same
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from anomalygen.builds.cluster import BuildFailed, Ledger, drop_manifest, run_samples
 from anomalygen.builds.settings import background_config, das3d_config, render_config
 from anomalygen.depth.synth import (DAS3DConfig, draw_params, move_along_rays, no_defect_error, object_scale,
                                     ratio_accepted, synthesize, textured, variant_record)
 from anomalygen.depth.textures import TextureSource
 from anomalygen.errors import AnomalygenError
-from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
-from anomalygen.parallel import ordered_map
+from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset
+from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.recipes import get_key, load_recipe, require
 from anomalygen.render.sample import render_sample
 from anomalygen.render.scene import known_classes
@@ -237,9 +238,11 @@ def _merge(base: dict, over: dict) -> None:
 def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: list[str] | None = None,
                   per_image: int | None = None, size: int | None = None, seed: int | None = None, workers: int = 1,
                   device: str = "cpu", recipe: dict | None = None, textures: str | None = None,
-                  progress=None) -> Path:
+                  progress=None, scheduler: str | None = None) -> Path:
     """Write the DAS3D synthetic dataset under `out`; returns `out`. `progress(iterable, total)` wraps the
-    stream of finished input images (e.g. tqdm)."""
+    stream of finished input images (e.g. tqdm). On the CPU device a re-run with the same settings does
+    only the images it lacks, and `scheduler` (a running Dask scheduler's address, its workers sharing
+    `out`) runs one task per input image; images that fail on every attempt raise BuildFailed."""
     recipe = recipe or load_recipe("das3d")
     cfg = das3d_config(recipe)
     bg = background_config(recipe)
@@ -277,18 +280,37 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
             if s.split == "train":
                 ti, t = t, t + 1
             jobs.append(Job(out, s, ti, per_image, size, seed, defect_name, cfg, bg, textures))
-    if device == "cuda":
-        records = run_jobs_torch(jobs, "cuda", progress=progress)
-    else:
-        records = [r for rs in ordered_map(run_job, jobs, workers, progress) for r in rs]
-    manifest = {
+    head = {
         "generator": "anomalygen depth-defects (DAS3D synthesis, Eq. 1-8)",
         "input": str(input_path) if input_path else "rendered default (anomalygen render-mvtec3d recipe)",
         "recipe": recipe.get("_source"), "seed": seed, "per_image": per_image, "size": size, "device": device,
         "textures": textures, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
         "render": ({k: v for k, v in render_recipe.items() if not k.startswith("_")} if render_recipe else None),
         "validate": {"points": [1, (size * size) if size else 10 ** 9], "anomaly_ratio": list(cfg.anomaly_ratio)},
-        "samples": records,
     }
-    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    if device == "cuda":
+        records = run_jobs_torch(jobs, "cuda", progress=progress)
+    else:
+        records = _run_cpu(out, jobs, head, workers, scheduler, progress)
+    write_json_stream_atomic(out / "manifest.json", head, "samples", records, indent=1)
     return out
+
+
+def _job_key(job: Job) -> str:
+    return f"{job.source.cls}/{job.source.split}/{job.source.name}"
+
+
+def _run_cpu(out: Path, jobs: list[Job], head: dict, workers: int, scheduler: str | None, progress):
+    """Run the input images a previous run with the same settings did not finish (locally or on a
+    Dask cluster); returns the stream of every variant's record, in plan order, read from disk."""
+    ledger = Ledger(out, head)
+    todo = [j for j in jobs if not ledger.done(_job_key(j))]
+    if todo:
+        drop_manifest(out)
+    here, failures = out.resolve(), []  # workers on other machines need the absolute path of the shared folder
+    for job, records in run_samples(run_job, (dataclasses.replace(j, out=here) for j in todo), len(todo), _job_key,
+                                    failures, workers=workers, scheduler=scheduler, progress=progress):
+        ledger.put(_job_key(job), records)
+    if failures:
+        raise BuildFailed(failures, len(jobs))
+    return (r for j in jobs for r in ledger.get(_job_key(j)))

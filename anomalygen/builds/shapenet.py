@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,13 @@ import numpy as np
 
 from anomalygen import __version__
 from anomalygen.errors import AnomalygenError
-from anomalygen.parallel import ordered_map
 from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
+from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
 from anomalygen import geometry as g
+from anomalygen.builds.cluster import BuildFailed, run_samples
 from anomalygen.builds.engines import get_engine
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.objfile import obj_bytes
@@ -262,39 +264,63 @@ def _done(out: Path, job: Job, settings: Settings) -> Record | None:
 
 # ------------------------------------------------------------------ the build
 
-@dataclass
-class BuildResult:
-    out: Path
-    records: list[Record]
-    seconds: float
-    reused: int
-    manifest: Path
+class SampleStats:
+    """The summary table's figures, kept per defect type as two float32 numbers per sample (for the
+    medians) plus running sums, so a 100,000-sample build summarizes in ~1 MB."""
 
-    ratio_range: tuple[float, float] = (0.0, 1.0)
+    def __init__(self):
+        self.points: dict[str, array] = {}
+        self.ratios: dict[str, array] = {}
+        self.attempts: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
 
-    @property
-    def out_of_range(self) -> list[Record]:
-        """Anomalous samples whose ratio missed the recipe range after every retry."""
-        lo, hi = self.ratio_range
-        return [r for r in self.records if r.defect != GOOD and not lo <= r.anomaly_ratio <= hi]
+    def add(self, r: Record) -> None:
+        self.points.setdefault(r.defect, array("f")).append(r.points)
+        self.ratios.setdefault(r.defect, array("f")).append(r.anomaly_ratio)
+        self.attempts[r.defect] = self.attempts.get(r.defect, 0.0) + r.attempts
+        self.seconds[r.defect] = self.seconds.get(r.defect, 0.0) + r.seconds
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.points.values())
 
     def table(self) -> str:
         """Per defect type: samples, points, anomaly ratio, attempts, time."""
         head = ["defect", "samples", "points min/med/max", "ratio min/med/max", "attempts mean", "s/sample"]
         rows = []
         for d in [GOOD, *DEFECTS]:
-            rs = [r for r in self.records if r.defect == d]
-            if not rs:
+            if d not in self.points:
                 continue
-            pts = np.array([r.points for r in rs])
-            rat = np.array([r.anomaly_ratio for r in rs])
-            rows.append([d, str(len(rs)), f"{pts.min()}/{int(np.median(pts))}/{pts.max()}",
+            pts, rat, n = np.asarray(self.points[d], np.int64), np.asarray(self.ratios[d], np.float64), len(self.points[d])
+            rows.append([d, str(n), f"{pts.min()}/{int(np.median(pts))}/{pts.max()}",
                          "-" if d == GOOD else f"{rat.min():.4f}/{np.median(rat):.4f}/{rat.max():.4f}",
-                         "-" if d == GOOD else f"{np.mean([r.attempts for r in rs]):.2f}",
-                         f"{np.mean([r.seconds for r in rs]):.3f}"])
+                         "-" if d == GOOD else f"{self.attempts[d] / n:.2f}", f"{self.seconds[d] / n:.3f}"])
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
         return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    jobs: list[Job]
+    seconds: float
+    reused: int
+    manifest: Path | None
+    stats: SampleStats = field(default_factory=SampleStats)
+    ratio_range: tuple[float, float] = (0.0, 1.0)
+    out_of_range: list[Record] = field(default_factory=list)  # anomalous samples whose ratio missed the range
+
+    @property
+    def records(self) -> list[Record]:
+        """Every sample's record, in plan order, read from disk (the build itself keeps none in memory)."""
+        return [_read_record(self.out, j) for j in self.jobs]
+
+    def table(self) -> str:
+        return self.stats.table()
+
+
+def _read_record(out: Path, job: Job) -> Record:
+    return Record(**json.loads(record_path(out, job.cls, job.name).read_text()))
 
 
 def resolve_classes(classes, available: list[str], default) -> list[str]:
@@ -361,10 +387,13 @@ def fingerprint(settings: Settings, jobs: list[Job]) -> str:
 
 
 def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_class=None, test_per_class=None,
-                  defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None) -> BuildResult:
+                  defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None,
+                  scheduler=None) -> BuildResult:
     """Build an Anomaly-ShapeNet-layout dataset in `out`. Re-running resumes (same bytes).
 
-    `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm)."""
+    `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm). `scheduler`: address
+    of a running Dask scheduler whose workers share `out`; else `workers` local processes. Samples that
+    fail on every attempt raise BuildFailed (with the result so far) after the others are built."""
     t0 = time.perf_counter()
     out = Path(out)
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
@@ -394,26 +423,46 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
         (out / "manifest.json").unlink(missing_ok=True)
     write_text_atomic(state, json.dumps({"fingerprint": fp}))
 
-    done = {} if overwrite else {j: r for j in jobs if (r := _done(out, j, settings)) is not None}
-    todo = [j for j in jobs if j not in done]
-    workers = max(1, int(workers or 1))
-    results: dict[Job, Record] = dict(done)
-    args = [(settings, str(out), j) for j in todo]
-    chunk = max(1, min(8, len(args) // (workers * 4) or 1))
-    for j, rec in zip(todo, ordered_map(run_job, args, workers, progress, chunk, _worker_init), strict=True):
-        results[j] = rec
-    records = [results[j] for j in jobs]
-    manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects)
-    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio)
+    stats, out_of_range, failures = SampleStats(), [], []
+    lo, hi = settings.ratio
+
+    def account(rec: Record) -> None:
+        stats.add(rec)
+        if rec.defect != GOOD and not lo <= rec.anomaly_ratio <= hi:
+            out_of_range.append(rec)
+
+    todo = bytearray(len(jobs))  # 1: to build; the finished ones are only counted, never held
+    for i, j in enumerate(jobs):
+        rec = None if overwrite else _done(out, j, settings)
+        if rec is None:
+            todo[i] = 1
+        else:
+            account(rec)
+    reused = len(jobs) - sum(todo)
+    if reused < len(jobs):
+        (out / "manifest.json").unlink(missing_ok=True)
+    here = str(out.resolve())  # workers on other machines need the absolute path of the shared folder
+    args = ((settings, here, j) for i, j in enumerate(jobs) if todo[i])
+    for _, rec in run_samples(run_job, args, len(jobs) - reused, lambda a: f"{a[2].cls}/{a[2].name}", failures,
+                              workers=max(1, int(workers or 1)), scheduler=scheduler, progress=progress,
+                              initializer=_worker_init):
+        account(rec)
+    result = BuildResult(out, jobs, time.perf_counter() - t0, reused, None, stats, settings.ratio, out_of_range)
+    if failures:
+        raise BuildFailed(failures, len(jobs), result)
+    result.manifest = write_manifest(out, recipe, settings, src, names, jobs, train, test, defects)
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def _worker_init():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, records, train, test, defects) -> Path:
+def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, train, test, defects) -> Path:
     """manifest.json: recipe, seed, label rule, per-class source, per-sample defect/params/points/ratio,
-    and the 'validate' bounds. Holds no timings, so it is byte-identical run to run."""
+    and the 'validate' bounds. Holds no timings, so it is byte-identical run to run. The samples are
+    streamed from their records on disk, one at a time."""
     classes = {}
     for c in names:
         cp = out / STATE_DIR / "classes" / f"{c}.json"
@@ -427,13 +476,13 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "label_rule": LABEL_RULE,
         "labels": {"tau": settings.tau, "rim_distance": settings.rim_distance, "removal_defects": list(REMOVAL)},
         "counts": {"classes": len(names), "train_per_class": train, "test_per_class": test,
-                   "samples": len(records), "anomalous": sum(r.defect != GOOD for r in records)},
+                   "samples": len(jobs), "anomalous": sum(j.defect != GOOD for j in jobs)},
         "defects": defects,
         "validate": {"points": list(settings.points), "anomaly_ratio": list(settings.ratio)},
         "recipe": {k: v for k, v in recipe.items() if k != "_source"},
         "recipe_source": Path(str(recipe.get("_source", ""))).name,
         "classes": classes,
-        "samples": [{k: v for k, v in asdict(r).items() if k != "seconds"} for r in records],
     }
-    return write_text_atomic(out / "manifest.json", json.dumps(body, indent=1, sort_keys=False) + "\n")
+    samples = ({k: v for k, v in asdict(_read_record(out, j)).items() if k != "seconds"} for j in jobs)
+    return write_json_stream_atomic(out / "manifest.json", body, "samples", samples, indent=1, end="\n")
 

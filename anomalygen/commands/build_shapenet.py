@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from anomalygen.builds.cluster import BuildFailed
+from anomalygen.commands.build_options import report_failures, scheduler_option
 from anomalygen.errors import AnomalygenError
 
 
@@ -22,11 +24,12 @@ from anomalygen.errors import AnomalygenError
 @click.option("--defects", default=None, help="Comma-separated subset of bulge,concavity,hole,break,bending,crack,scratch.")
 @click.option("--engine", default=None, help="Defect engine: numpy (default) or blender.")
 @click.option("--workers", type=int, default=None, help="Processes (recipe: 2). Output bytes do not depend on it.")
+@scheduler_option
 @click.option("--seed", type=int, default=None, help="Recipe seed override; same seed, same bytes.")
 @click.option("--overwrite", is_flag=True,
               help="Delete a previous build in --out (pcd/, obj/, manifest) and build from scratch.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
-def command(out, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, seed,
+def command(out, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, scheduler, seed,
             overwrite, quiet):
     """Build a labeled Anomaly-ShapeNet-layout dataset: 40 classes, 1600 samples by default.
 
@@ -35,6 +38,7 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
     scratch. Every sample has 8K-30K points; an anomalous point is one farther than
     tau from the ORIGINAL surface, or (hole/break/crack) within rim_distance of the
     cut's rim. Re-running the same command resumes a killed build to the same bytes.
+    With --scheduler the samples run on a Dask cluster (README: three commands).
     Writes pcd/<class>/{train,test,GT}, obj/<class>/ and manifest.json; check the result
     with `anomalygen validate`.
 
@@ -64,7 +68,11 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
         res = build_dataset(out, rec, classes=classes, source=source, train_per_class=train_per_class,
                             test_per_class=test_per_class, defects=dlist, engine=engine,
                             workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
-                            overwrite=overwrite, progress=bar)
+                            overwrite=overwrite, progress=bar, scheduler=scheduler)
+    except BuildFailed as exc:
+        if not quiet and exc.result is not None and len(exc.result.stats):
+            click.echo(exc.result.table())
+        report_failures(exc)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
         sys.exit(130)
@@ -72,7 +80,7 @@ def command(out, classes, source, recipe, train_per_class, test_per_class, defec
         click.echo(f"warning: {r.cls}/{r.name}: anomaly ratio {r.anomaly_ratio:.4f} outside {list(res.ratio_range)} "
                    f"after {r.attempts} attempts", err=True)
     if not quiet:
-        n = len(res.records)
+        n = len(res.jobs)
         click.echo(res.table())
         click.echo(f"{n} samples ({res.reused} reused from a previous run) in {res.seconds:.1f} s "
                    f"({(n - res.reused) / max(res.seconds, 1e-9):.2f} samples/s) -> {res.out}")

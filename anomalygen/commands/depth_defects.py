@@ -7,6 +7,10 @@ import sys
 import click
 from tqdm import tqdm
 
+from anomalygen.builds.cluster import BuildFailed
+from anomalygen.commands.build_options import report_failures, scheduler_option
+from anomalygen.errors import AnomalygenError
+
 
 @click.command("depth-defects")
 @click.option("--input", "input_spec", default="mvtec3d", show_default=True,
@@ -17,6 +21,7 @@ from tqdm import tqdm
 @click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE, 0 keeps them [recipe: size].")
 @click.option("--seed", type=int, default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes (CPU device).")
+@scheduler_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="cuda batches Perlin noise and the skew-normal filter on the GPU.")
 @click.option("--textures", default=None,
@@ -25,7 +30,7 @@ from tqdm import tqdm
 @click.option("--recipe", default="das3d", show_default=True, help="Recipe name or YAML path.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set depth.p_z=[0.02,0.06] (YAML value).")
-def command(input_spec, out, classes, per_image, size, seed, workers, device, textures, recipe, overrides):
+def command(input_spec, out, classes, per_image, size, seed, workers, scheduler, device, textures, recipe, overrides):
     """K synthetic anomalous variants of every training image (DAS3D synthesis, Eq. 1-8).
 
     Each variant gets a Perlin ternary mask on the object's foreground, smoothed by a
@@ -46,6 +51,11 @@ def command(input_spec, out, classes, per_image, size, seed, workers, device, te
 
     rec = load_recipe(recipe, parse_overrides(overrides))
     bar = lambda it, total: tqdm(it, total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
-    root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
-                         device, rec, textures, progress=bar)
+    if scheduler and device != "cpu":
+        raise AnomalygenError("--scheduler runs the CPU path on the cluster's workers; drop --device cuda")
+    try:
+        root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
+                             device, rec, textures, progress=bar, scheduler=scheduler)
+    except BuildFailed as exc:
+        report_failures(exc)
     click.echo(f"wrote {root} (check: anomalygen validate {root})")
