@@ -72,8 +72,19 @@ def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callabl
     is (anomalygen.seeds) and write its files atomically.
     """
     if scheduler:
-        it = _dask_tasks(fn, iter(jobs), name, scheduler, retries, initializer, announce=progress is not None)
-    elif workers > 1 and total > 1:
+        if total == 0:
+            return
+        client = dask_client(scheduler)  # before the progress bar starts, so the dashboard line stays above it
+        try:
+            if progress is not None:
+                print(f"dask: {scheduler}, {_threads(client)} worker threads, dashboard: "
+                      f"{client.dashboard_link or 'none'}", file=sys.stderr)
+            it = _dask_tasks(fn, iter(jobs), name, client, retries, initializer)
+            yield from (progress(it, total) if progress else it)
+        finally:
+            client.close()
+        return
+    if workers > 1 and total > 1:
         it = _pool_tasks(fn, iter(jobs), name, workers, retries, initializer)
     else:
         it = _inline_tasks(fn, jobs, name, retries)
@@ -139,47 +150,44 @@ def dask_client(address: str):
     except ImportError as exc:  # pragma: no cover - a dependency; only a broken install lacks it
         raise AnomalygenError(f"--scheduler needs the 'distributed' package ({exc})") from None
     try:
-        return Client(address, timeout="20s", set_as_default=False)
+        return Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise AnomalygenError(f"--scheduler {address}: no Dask scheduler answers there ({_reason(exc)})") from None
 
 
-def _dask_tasks(fn, jobs, name, address, retries, initializer, announce):
+def _threads(client) -> int:
+    return sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+
+
+def _dask_tasks(fn, jobs, name, client, retries, initializer):
+    """One task per job, a few per worker thread in flight; keys name the sample on the dashboard."""
     from distributed import as_completed
 
-    client = dask_client(address)
-    try:
-        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
-        if announce:
-            print(f"dask: {address}, {threads} worker threads, dashboard: {client.dashboard_link or 'none'}",
-                  file=sys.stderr)
-        if initializer is not None:
-            client.run(initializer)
-        run = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster may hold older ones
-        owner: dict = {}
+    if initializer is not None:
+        client.run(initializer)
+    run = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster may hold older ones
+    owner: dict = {}
 
-        def submit():
-            job = next(jobs, _END)
-            if job is _END:
-                return None
-            fut = client.submit(fn, job, key=f"{name(job)}-{run}", retries=retries, pure=False)
-            owner[fut.key] = job
-            return fut
+    def submit():
+        job = next(jobs, _END)
+        if job is _END:
+            return None
+        fut = client.submit(fn, job, key=f"{name(job)}-{run}", retries=retries, pure=False)
+        owner[fut.key] = job
+        return fut
 
-        first = [f for f in (submit() for _ in range(max(8, 4 * max(threads, 1)))) if f is not None]
-        if not first:
-            return
-        pending = as_completed(first, loop=client.loop)
-        for fut in pending:
-            job = owner.pop(fut.key)
-            if fut.status == "finished":
-                result = fut.result()
-            else:  # an exception on every attempt, or KilledWorker: its worker died on every attempt allowed
-                result = Failed(name(job), _reason(fut.exception()), 1 + retries)
-            fut.release()
-            nxt = submit()
-            if nxt is not None:
-                pending.add(nxt)
-            yield job, result
-    finally:
-        client.close()
+    first = [f for f in (submit() for _ in range(max(8, 4 * max(_threads(client), 1)))) if f is not None]
+    if not first:
+        return
+    pending = as_completed(first, loop=client.loop)
+    for fut in pending:
+        job = owner.pop(fut.key)
+        if fut.status == "finished":
+            result = fut.result()
+        else:  # an exception on every attempt, or KilledWorker: its worker died on every attempt allowed
+            result = Failed(name(job), _reason(fut.exception()), 1 + retries)
+        fut.release()
+        nxt = submit()
+        if nxt is not None:
+            pending.add(nxt)
+        yield job, result

@@ -10,7 +10,6 @@ same bytes) and writes the manifest.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys

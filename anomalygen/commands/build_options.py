@@ -8,8 +8,19 @@ import click
 
 from anomalygen.builds.cluster import BuildFailed
 
+
+
+def _reachable(ctx, param, address):
+    """Fail with one line before anything is written when no scheduler answers at `address`."""
+    if address:
+        from anomalygen.parallel import dask_client
+
+        dask_client(address).close()
+    return address
+
+
 scheduler_option = click.option(
-    "--scheduler", default=None, metavar="ADDRESS",
+    "--scheduler", default=None, metavar="ADDRESS", callback=_reachable,
     help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786): one task per sample on its workers, "
          "which must see --out at the same path and run `dask worker --nthreads 1`. Output bytes do not depend on it; "
          "without it --workers local processes run the build.")
