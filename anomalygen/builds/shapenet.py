@@ -108,6 +108,26 @@ def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: floa
     return jobs
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Every job of a build, class after class, planned again on each pass rather than held: the
+    driver's memory stays flat however many samples a build has."""
+
+    classes: tuple[str, ...]
+    seed: int
+    train: int
+    test: int
+    normal_fraction: float
+    defects: tuple[str, ...]
+
+    def __iter__(self):
+        for c in self.classes:
+            yield from plan_class(c, self.seed, self.train, self.test, self.normal_fraction, list(self.defects))
+
+    def __len__(self) -> int:
+        return len(self.classes) * (self.train + self.test)
+
+
 # ------------------------------------------------------------------ per-worker state
 
 _CACHE: dict = {}
@@ -302,7 +322,7 @@ class SampleStats:
 @dataclass
 class BuildResult:
     out: Path
-    jobs: list[Job]
+    jobs: Plan
     seconds: float
     reused: int
     manifest: Path | None
@@ -381,9 +401,13 @@ def _mesh_mode(v) -> str:
     return v
 
 
-def fingerprint(settings: Settings, jobs: list[Job]) -> str:
-    blob = json.dumps([asdict(settings), [asdict(j) for j in jobs]], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def fingerprint(settings: Settings, jobs) -> str:
+    """sha256 of json.dumps([settings, [jobs...]], sort_keys=True), fed one job at a time."""
+    h = hashlib.sha256(("[" + json.dumps(asdict(settings), sort_keys=True, default=str) + ", [").encode())
+    for i, j in enumerate(jobs):
+        h.update(((", " if i else "") + json.dumps(asdict(j), sort_keys=True, default=str)).encode())
+    h.update(b"]]")
+    return h.hexdigest()[:16]
 
 
 def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_class=None, test_per_class=None,
@@ -406,7 +430,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     if train < 0 or test < 0 or train + test == 0:
         raise AnomalygenError("--train-per-class and --test-per-class must be >= 0 and not both 0")
     frac = float(require(recipe, "dataset.normal_test_fraction", (int, float), 0, 1))
-    jobs = [j for c in names for j in plan_class(c, settings.seed, train, test, frac, defects)]
+    jobs = Plan(tuple(names), settings.seed, train, test, frac, tuple(defects))
     fp = fingerprint(settings, jobs)
     state = out / STATE_DIR / "build.json"
     if state.is_file() and not overwrite:
