@@ -10,9 +10,9 @@
     Peak = VmHWM of this process after resetting it (/proc/self/clear_refs), minus the RSS
     before the build.
 
-    python benchmarks/dask_builds.py                       # 40 classes, 1 round, memory at 1600 and 20000
+    python benchmarks/dask_builds.py                       # 40 classes, 1 round, memory at 1600 and 20000 (pool)
     python benchmarks/dask_builds.py --classes 8 --rounds 2 --skip-memory
-    python benchmarks/dask_builds.py --skip-rate --memory 1600,20000 --scheduler   # memory on Dask too
+    python benchmarks/dask_builds.py --skip-rate --backends local,dask     # driver memory on Dask too
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=40, help="classes of the rate build (40 = 1600 samples)")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of local pool vs LocalCluster")
     ap.add_argument("--memory", default="1600,20000", help="sample counts of the driver-memory builds")
-    ap.add_argument("--scheduler", action="store_true", help="measure driver memory through a LocalCluster too")
+    ap.add_argument("--backends", default="local", help="driver memory through: local (pool), dask (LocalCluster), or both")
     ap.add_argument("--skip-rate", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     a = ap.parse_args()
@@ -108,9 +108,8 @@ def main() -> None:
         rate(a.classes, a.rounds)
     if not a.skip_memory:
         sizes = [int(s) for s in a.memory.split(",")]
-        memory(sizes, False)
-        if a.scheduler:
-            memory(sizes, True)
+        for b in a.backends.split(","):
+            memory(sizes, b.strip() == "dask")
 
 
 if __name__ == "__main__":

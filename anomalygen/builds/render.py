@@ -80,9 +80,9 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
         ledger.put(key(job[1:5]), record)
     if failures:
         raise BuildFailed(failures, len(plan))
-    ratios = [r["anomaly_ratio"] for r in map(ledger.get, map(key, plan)) if r["defect"] != "good"]
+    low = min((r["anomaly_ratio"] for r in map(ledger.get, map(key, plan)) if r["defect"] != "good"), default=None)
     for c in classes:
         mvtec3d.write_camera_parameters(out, c, cfg.camera().to_json())
-    head["validate"] = {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [max(0.0, math.floor(min(ratios) * 1e6 - 1) / 1e6), 1.0] if ratios else [0.0, 1.0]}
+    head["validate"] = {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [max(0.0, math.floor(low * 1e6 - 1) / 1e6), 1.0] if low is not None else [0.0, 1.0]}
     write_json_stream_atomic(out / "manifest.json", head, "samples", (ledger.get(key(j)) for j in plan), indent=1)
     return out

@@ -98,14 +98,19 @@ def sample_seed(seed: int, cls: str, split: str, index: int) -> list[int]:
 def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str]) -> list[Job]:
     """The jobs of one class: `train` templates, then `test` samples whose defect types cycle
     through `defects` (order shuffled per class) with round(test * normal_fraction) normals."""
-    jobs = [Job(cls, "train", k, GOOD, asn.sample_name(cls, "train", k)) for k in range(train)]
+    return list(iter_class(cls, seed, train, test, normal_fraction, defects))
+
+
+def iter_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str]):
+    """plan_class one job at a time (the test plan is held as one small integer per sample)."""
+    for k in range(train):
+        yield Job(cls, "train", k, GOOD, asn.sample_name(cls, "train", k))
     rng = np.random.default_rng(class_entropy(seed, cls, 7))
     n_normal = int(round(test * normal_fraction)) if defects else test
-    order = list(rng.permutation(defects)) if defects else []
-    kinds = [GOOD] * n_normal + [order[i % len(order)] for i in range(test - n_normal)]
-    kinds = [kinds[i] for i in rng.permutation(len(kinds))]
-    jobs += [Job(cls, "test", n, d, asn.sample_name(cls, "test", n, d)) for n, d in enumerate(kinds)]
-    return jobs
+    order = [GOOD, *rng.permutation(defects)] if defects else [GOOD]
+    kinds = np.array([0] * n_normal + [1 + i % (len(order) - 1) for i in range(test - n_normal)], np.int8)
+    for n, d in enumerate(kinds[rng.permutation(len(kinds))]):
+        yield Job(cls, "test", n, str(order[d]), asn.sample_name(cls, "test", n, str(order[d])))
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class Plan:
 
     def __iter__(self):
         for c in self.classes:
-            yield from plan_class(c, self.seed, self.train, self.test, self.normal_fraction, list(self.defects))
+            yield from iter_class(c, self.seed, self.train, self.test, self.normal_fraction, list(self.defects))
 
     def __len__(self) -> int:
         return len(self.classes) * (self.train + self.test)
