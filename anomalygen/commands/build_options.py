@@ -9,7 +9,6 @@ import click
 from anomalygen.builds.cluster import BuildFailed
 
 
-
 def _reachable(ctx, param, address):
     """Fail with one line before anything is written when no scheduler answers at `address`."""
     if address:
