@@ -13,6 +13,7 @@
     python benchmarks/dask_builds.py                       # 40 classes, 1 round, memory at 1600 and 20000 (pool)
     python benchmarks/dask_builds.py --classes 8 --rounds 2 --skip-memory
     python benchmarks/dask_builds.py --skip-rate --backends local,dask     # driver memory on Dask too
+                                                   # (dask scheduler + dask worker processes beside this one)
 """
 
 from __future__ import annotations
@@ -71,14 +72,10 @@ def _rss_kib(field: str) -> int:
 
 def memory(sizes: list[int], scheduler: bool) -> None:
     recipe = load_recipe("anomaly-shapenet", {"dataset.points": [64, 128], "dataset.write_meshes": "none"})
-    cluster = None
-    if scheduler:
-        from distributed import LocalCluster
-
-        # workers in their own processes; the scheduler lives in this process and is part of the figure
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, silence_logs=40)
-    kw = {"scheduler": cluster.scheduler_address} if cluster else {"workers": 2}
-    warm = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    cluster, warm = None, Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    if scheduler:  # `dask scheduler` and `dask worker` processes, as the README starts them: the driver alone is measured
+        cluster = _start_cluster(warm / "scheduler.json")
+    kw = {"scheduler": cluster[0]} if cluster else {"workers": 2}
     build_dataset(warm / "w", recipe, classes=2, train_per_class=20, test_per_class=0, **kw)  # imports, caches
     for n in sizes:
         out = warm / f"n{n}"
@@ -90,13 +87,36 @@ def memory(sizes: list[int], scheduler: bool) -> None:
         dt = time.perf_counter() - t0
         peak = _rss_kib("VmHWM")
         size = res.manifest.stat().st_size / 2 ** 20
-        print(f"driver memory, {'Dask LocalCluster' if cluster else 'local pool'}: {len(res.jobs)} samples in {dt:.0f} s: "
+        print(f"driver memory, {'Dask (dask scheduler + dask worker --nworkers 2 --nthreads 1)' if cluster else 'local pool'}: {len(res.jobs)} samples in {dt:.0f} s: "
               f"RSS before {base / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB (+{(peak - base) / 1024:.1f} MiB); "
               f"manifest {size:.1f} MiB; {_load()}", flush=True)
         shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(warm, ignore_errors=True)
     if cluster:
-        cluster.close()
+        for p in cluster[1]:
+            p.terminate()
+            p.wait(30)
+    shutil.rmtree(warm, ignore_errors=True)
+
+
+def _start_cluster(file: Path):
+    import json
+    import subprocess
+    import sys
+
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    sched = subprocess.Popen(dask + ["--scheduler-file", str(file), "--port", "0", "--dashboard-address", ":0"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not file.is_file():
+        time.sleep(0.5)
+    time.sleep(1)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(file),
+                               "--nworkers", "2", "--nthreads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = json.loads(file.read_text())["address"]
+    from distributed import Client
+
+    with Client(address) as c:
+        c.wait_for_workers(2, timeout=120)
+    return address, [worker, sched]
 
 
 def main() -> None:
