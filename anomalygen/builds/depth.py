@@ -14,6 +14,7 @@ of workers and either device writes the same parameters; on one device, the same
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -21,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalygen.builds.cluster import BuildFailed, Ledger, drop_manifest, run_samples
 from anomalygen.builds.settings import background_config, das3d_config, render_config
 from anomalygen.depth.synth import (DAS3DConfig, draw_params, move_along_rays, no_defect_error, object_scale,
                                     ratio_accepted, synthesize, textured, variant_record)
 from anomalygen.depth.textures import TextureSource
 from anomalygen.errors import AnomalygenError, FormatError
-from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset, write_text_atomic
+from anomalygen.io import GOOD, ImageSample, detect_layout, mvtec3d, open_dataset
 from anomalygen.io.atomic import clean_temp
+from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
-from anomalygen.parallel import ordered_map
 from anomalygen.recipes import get_key, load_recipe, require
 from anomalygen.render.sample import render_sample
 from anomalygen.render.scene import known_classes
@@ -284,10 +286,12 @@ def _merge(base: dict, over: dict) -> None:
 def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: list[str] | None = None,
                   per_image: int | None = None, size: int | None = None, seed: int | None = None, workers: int = 1,
                   device: str = "cpu", recipe: dict | None = None, textures: str | None = None,
-                  progress=None, overwrite: bool = False) -> Path:
+                  progress=None, overwrite: bool = False, scheduler: str | None = None) -> Path:
     """Write the DAS3D synthetic dataset under `out`; returns `out`. `progress(iterable, total)` wraps the
     stream of finished input images (e.g. tqdm). Input images that cannot be used are skipped and listed
-    in the manifest's `skipped` (see `skipped_inputs`)."""
+    in the manifest's `skipped` (see `skipped_inputs`). On the CPU device a re-run with the same settings
+    does only the images it lacks, and `scheduler` (a running Dask scheduler's address, its workers sharing
+    `out`) runs one task per input image; images that fail on every attempt raise BuildFailed."""
     recipe = recipe or load_recipe("das3d")
     cfg = das3d_config(recipe)
     bg = background_config(recipe)
@@ -325,25 +329,45 @@ def depth_defects(out: str | os.PathLike, input_spec: str = "mvtec3d", classes: 
             if s.split == "train":
                 ti, t = t, t + 1
             jobs.append(Job(out, s, ti, per_image, size, seed, defect_name, cfg, bg, textures))
-    if device == "cuda":
-        records = run_jobs_torch(jobs, "cuda", progress=progress)
-    else:
-        records = [r for rs in ordered_map(run_job, jobs, workers, progress) for r in rs]
-    skipped = [r for r in records if "skipped" in r]
-    records = [r for r in records if "skipped" not in r]
-    manifest = {
+    head = {
         "generator": "anomalygen depth-defects (DAS3D synthesis, Eq. 1-8)",
         "input": str(input_path) if input_path else "rendered default (anomalygen render-mvtec3d recipe)",
         "recipe": recipe.get("_source"), "seed": seed, "per_image": per_image, "size": size, "device": device,
         "textures": textures, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
         "render": ({k: v for k, v in render_recipe.items() if not k.startswith("_")} if render_recipe else None),
         "validate": {"points": [1, (size * size) if size else 10 ** 9], "anomaly_ratio": list(cfg.anomaly_ratio)},
-        "samples": records,
-        "skipped": skipped,
     }
-    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    if device == "cuda":
+        records = run_jobs_torch(jobs, "cuda", progress=progress)
+        stream = lambda: iter(records)  # noqa: E731
+    else:
+        stream = _run_cpu(out, jobs, head, workers, scheduler, progress)
+    head["skipped"] = [r for r in stream() if "skipped" in r]  # after the ledger took its fingerprint from head
+    write_json_stream_atomic(out / "manifest.json", head, "samples", (r for r in stream() if "skipped" not in r),
+                             indent=1)
     clean_temp(out)
     return out
+
+
+def _job_key(job: Job) -> str:
+    return f"{job.source.cls}/{job.source.split}/{job.source.name}"
+
+
+def _run_cpu(out: Path, jobs: list[Job], head: dict, workers: int, scheduler: str | None, progress):
+    """Run the input images a previous run with the same settings did not finish (locally or on a
+    Dask cluster); returns a function giving the stream of every variant's record (skipped inputs
+    included), in plan order, read from disk."""
+    ledger = Ledger(out, head)
+    todo = [j for j in jobs if not ledger.done(_job_key(j))]
+    if todo:
+        drop_manifest(out)
+    here, failures = out.resolve(), []  # workers on other machines need the absolute path of the shared folder
+    for job, records in run_samples(run_job, (dataclasses.replace(j, out=here) for j in todo), len(todo), _job_key,
+                                    failures, workers=workers, scheduler=scheduler, progress=progress):
+        ledger.put(_job_key(job), records)
+    if failures:
+        raise BuildFailed(failures, len(jobs))
+    return lambda: (r for j in jobs for r in ledger.get(_job_key(j)))
 
 
 def skipped_inputs(out: str | os.PathLike) -> list[dict]:

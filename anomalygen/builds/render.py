@@ -10,7 +10,6 @@ same bytes) and writes the manifest.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -18,10 +17,11 @@ from pathlib import Path
 
 from anomalygen.builds.settings import render_config
 from anomalygen.errors import AnomalygenError
-from anomalygen.io import mvtec3d, write_text_atomic
+from anomalygen.builds.cluster import BuildFailed, Ledger, drop_manifest, run_samples
+from anomalygen.io import mvtec3d
 from anomalygen.io.atomic import clean_temp
+from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
-from anomalygen.parallel import ordered_map
 from anomalygen.recipes import load_recipe, require
 from anomalygen.render.sample import RenderConfig, render_sample
 from anomalygen.render.scene import MVTEC_CLASSES, known_classes
@@ -57,8 +57,11 @@ def mvtec_classes(classes) -> list[str]:
 
 
 def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, recipe: dict | None = None,
-                   seed: int | None = None, workers: int = 1, progress=None, overwrite: bool = False) -> Path:
-    """Write the rendered dataset under `out` and its manifest.json; returns `out`."""
+                   seed: int | None = None, workers: int = 1, progress=None, overwrite: bool = False,
+                   scheduler: str | None = None) -> Path:
+    """Write the rendered dataset under `out` and its manifest.json; returns `out`. A re-run with the same
+    settings renders only the images it lacks. `scheduler`: a running Dask scheduler's address (its
+    workers share `out`); images that fail on every attempt raise BuildFailed after the others are written."""
     recipe = recipe or load_recipe("render-mvtec3d")
     cfg = render_config(recipe)
     seed = require(recipe, "seed", int) if seed is None else seed
@@ -73,22 +76,36 @@ def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, rec
               file=sys.stderr)
     cfg = dataclasses.replace(cfg, defects=tuple(defects))
     out = claim_output(out, "render-mvtec3d", overwrite)  # empty, its own earlier output, or --overwrite
-    jobs = [(out, *j, seed, cfg) for j in render_jobs(classes, cfg, seed)]
-    records = list(ordered_map(_job, jobs, workers, progress, chunksize=2))
-    ratios = [r["anomaly_ratio"] for r in records if r["defect"] != "good"]
-    for c in classes:
-        mvtec3d.write_camera_parameters(out, c, cfg.camera().to_json())
-    manifest = {
+    head = {
         "generator": "anomalygen render-mvtec3d", "recipe": recipe.get("_source"), "seed": seed,
         "defect_engine": cfg.engine(), "skipped_defects": skipped, "config": {k: v for k, v in recipe.items() if not k.startswith("_")},
         "camera": cfg.camera().to_json(),
-        "validate": {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [max(0.0, math.floor(min(ratios) * 1e6 - 1) / 1e6), 1.0] if ratios else [0.0, 1.0]},
-        "plane_band": {"clearance_m": cfg.plane_clearance,
-                       "rule": "no gt pixel on the object lies within clearance_m of the support plane; "
-                               "gt_pixels_in_plane_band counts gt pixels where removed material shows the plane",
-                       "gt_pixels_in_plane_band": sum(r.get("gt_pixels_in_plane_band", 0) for r in records)},
-        "samples": records,
     }
-    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
+    ledger = Ledger(out, head)
+    plan = render_jobs(classes, cfg, seed)
+    key = lambda j: "/".join(map(str, j))  # noqa: E731  a plan entry (cls, split, defect, index) names its image
+    todo = [j for j in plan if not ledger.done(key(j))]
+    if todo:
+        drop_manifest(out)
+    here, failures = out.resolve(), []  # workers on other machines need the absolute path of the shared folder
+    jobs = ((here, *j, seed, cfg) for j in todo)
+    for job, record in run_samples(_job, jobs, len(todo), lambda a: key(a[1:5]), failures, workers=workers,
+                                   scheduler=scheduler, progress=progress):
+        ledger.put(key(job[1:5]), record)
+    if failures:
+        raise BuildFailed(failures, len(plan))
+    low, in_band = None, 0
+    for r in map(ledger.get, map(key, plan)):  # one record at a time
+        in_band += r.get("gt_pixels_in_plane_band", 0)
+        if r["defect"] != "good":
+            low = r["anomaly_ratio"] if low is None else min(low, r["anomaly_ratio"])
+    for c in classes:
+        mvtec3d.write_camera_parameters(out, c, cfg.camera().to_json())
+    head["validate"] = {"points": [1, cfg.size * cfg.size], "anomaly_ratio": [max(0.0, math.floor(low * 1e6 - 1) / 1e6), 1.0] if low is not None else [0.0, 1.0]}
+    head["plane_band"] = {"clearance_m": cfg.plane_clearance,
+                          "rule": "no gt pixel on the object lies within clearance_m of the support plane; "
+                                  "gt_pixels_in_plane_band counts gt pixels where removed material shows the plane",
+                          "gt_pixels_in_plane_band": in_band}
+    write_json_stream_atomic(out / "manifest.json", head, "samples", (ledger.get(key(j)) for j in plan), indent=1)
     clean_temp(out)
     return out

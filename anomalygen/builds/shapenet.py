@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,14 +21,15 @@ import numpy as np
 
 from anomalygen import __version__
 from anomalygen.errors import AnomalygenError
-from anomalygen.parallel import ordered_map
 from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
 from anomalygen.io.atomic import all_or_nothing, clean_temp
+from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
 from anomalygen import geometry as g
+from anomalygen.builds.cluster import BuildFailed, run_samples
 from anomalygen.builds.engines import get_engine
 from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
 from anomalygen.mesh.labels import label_points
@@ -107,15 +109,43 @@ def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: floa
     """The jobs of one class: `train` templates, then `test` samples whose defect types cycle
     through `defects` (order shuffled per class) with round(test * normal_fraction) normals.
     File names follow `layout`; the draws do not depend on it."""
+    return list(iter_class(cls, seed, train, test, normal_fraction, defects, layout))
+
+
+def iter_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str],
+               layout: str = asn.LAYOUT):
+    """plan_class one job at a time (the test plan is held as one small integer per sample)."""
     names = point_output(layout)
-    jobs = [Job(cls, "train", k, GOOD, names.sample_name(cls, "train", k)) for k in range(train)]
+    for k in range(train):
+        yield Job(cls, "train", k, GOOD, names.sample_name(cls, "train", k))
     rng = np.random.default_rng(class_entropy(seed, cls, 7))
     n_normal = int(round(test * normal_fraction)) if defects else test
-    order = list(rng.permutation(defects)) if defects else []
-    kinds = [GOOD] * n_normal + [order[i % len(order)] for i in range(test - n_normal)]
-    kinds = [kinds[i] for i in rng.permutation(len(kinds))]
-    jobs += [Job(cls, "test", n, d, names.sample_name(cls, "test", n, d)) for n, d in enumerate(kinds)]
-    return jobs
+    order = [GOOD, *rng.permutation(defects)] if defects else [GOOD]
+    kinds = np.array([0] * n_normal + [1 + i % (len(order) - 1) for i in range(test - n_normal)], np.int8)
+    for n, d in enumerate(kinds[rng.permutation(len(kinds))]):
+        yield Job(cls, "test", n, str(order[d]), names.sample_name(cls, "test", n, str(order[d])))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every job of a build, class after class, planned again on each pass rather than held: the
+    driver's memory stays flat however many samples a build has."""
+
+    classes: tuple[str, ...]
+    seed: int
+    train: int
+    test: int
+    normal_fraction: float
+    defects: tuple[str, ...]
+    layout: str = asn.LAYOUT
+
+    def __iter__(self):
+        for c in self.classes:
+            yield from iter_class(c, self.seed, self.train, self.test, self.normal_fraction, list(self.defects),
+                                  self.layout)
+
+    def __len__(self) -> int:
+        return len(self.classes) * (self.train + self.test)
 
 
 # ------------------------------------------------------------------ per-worker state
@@ -287,50 +317,75 @@ def _done(out: Path, job: Job, settings: Settings) -> Record | None:
 
 # ------------------------------------------------------------------ the build
 
-@dataclass
-class BuildResult:
-    out: Path
-    records: list[Record]
-    seconds: float
-    reused: int
-    manifest: Path
+class SampleStats:
+    """The summary table's figures of the written samples, kept per defect type as two float32
+    numbers per sample (for the medians) plus running sums, so a 100,000-sample build summarizes
+    in ~1 MB. Timings count only the samples built in this run (reused ones carry none)."""
 
-    ratio_range: tuple[float, float] = (0.0, 1.0)
+    def __init__(self):
+        self.points: dict[str, array] = {}
+        self.ratios: dict[str, array] = {}
+        self.attempts: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.timed: dict[str, int] = {}
 
-    rejected_classes: dict = field(default_factory=dict)
+    def add(self, r: Record) -> None:
+        self.points.setdefault(r.defect, array("f")).append(r.points)
+        self.ratios.setdefault(r.defect, array("f")).append(r.anomaly_ratio)
+        self.attempts[r.defect] = self.attempts.get(r.defect, 0.0) + r.attempts
+        self.seconds[r.defect] = self.seconds.get(r.defect, 0.0) + r.seconds
+        self.timed[r.defect] = self.timed.get(r.defect, 0) + (r.seconds > 0)
 
-    @property
-    def out_of_range(self) -> list[Record]:
-        """Anomalous samples whose ratio missed the recipe range after every retry (not written)."""
-        return [r for r in self.records if r.rejected]
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.points.values())
 
-    @property
-    def written(self) -> list[Record]:
-        return [r for r in self.records if not r.rejected]
+    def anomalous(self) -> int:
+        return len(self) - len(self.points.get(GOOD, ()))
 
     def table(self) -> str:
         """Per defect type: samples, points, anomaly ratio, attempts, time."""
         head = ["defect", "samples", "points min/med/max", "ratio min/med/max", "attempts mean", "s/sample"]
         rows = []
         for d in [GOOD, *DEFECTS]:
-            rs = [r for r in self.written if r.defect == d]
-            if not rs:
+            if d not in self.points:
                 continue
-            pts = np.array([r.points for r in rs])
-            rat = np.array([r.anomaly_ratio for r in rs])
-            rows.append([d, str(len(rs)), f"{pts.min()}/{int(np.median(pts))}/{pts.max()}",
+            pts, rat, n = np.asarray(self.points[d], np.int64), np.asarray(self.ratios[d], np.float64), len(self.points[d])
+            rows.append([d, str(n), f"{pts.min()}/{int(np.median(pts))}/{pts.max()}",
                          "-" if d == GOOD else f"{rat.min():.4f}/{np.median(rat):.4f}/{rat.max():.4f}",
-                         "-" if d == GOOD else f"{np.mean([r.attempts for r in rs]):.2f}",
-                         _mean_seconds(rs)])
+                         "-" if d == GOOD else f"{self.attempts[d] / n:.2f}",
+                         f"{self.seconds[d] / self.timed[d]:.3f}" if self.timed.get(d) else "-"])
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
         return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
-def _mean_seconds(records: list[Record]) -> str:
-    """Mean build time of the samples built in this run (reused ones carry no timing)."""
-    fresh = [r.seconds for r in records if r.seconds > 0]
-    return f"{np.mean(fresh):.3f}" if fresh else "-"
+@dataclass
+class BuildResult:
+    out: Path
+    jobs: Plan
+    seconds: float
+    reused: int
+    manifest: Path | None
+    stats: SampleStats = field(default_factory=SampleStats)
+    ratio_range: tuple[float, float] = (0.0, 1.0)
+    out_of_range: list[Record] = field(default_factory=list)  # anomalous samples whose ratio missed: not written
+    rejected_classes: dict = field(default_factory=dict)
+
+    @property
+    def records(self) -> list[Record]:
+        """Every sample's record, in plan order, read from disk (the build itself keeps none in memory)."""
+        return [_read_record(self.out, j) for j in self.jobs]
+
+    @property
+    def written(self) -> list[Record]:
+        return [r for r in self.records if not r.rejected]
+
+    def table(self) -> str:
+        return self.stats.table()
+
+
+def _read_record(out: Path, job: Job) -> Record:
+    return Record(**json.loads(record_path(out, job.cls, job.name).read_text()))
 
 
 def resolve_classes(classes, available: list[str], default) -> list[str]:
@@ -393,18 +448,24 @@ def _mesh_mode(v) -> str:
     return v
 
 
-def fingerprint(settings: Settings, jobs: list[Job]) -> str:
-    blob = json.dumps([asdict(settings), [asdict(j) for j in jobs]], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def fingerprint(settings: Settings, jobs) -> str:
+    """sha256 of json.dumps([settings, [jobs...]], sort_keys=True), fed one job at a time."""
+    h = hashlib.sha256(("[" + json.dumps(asdict(settings), sort_keys=True, default=str) + ", [").encode())
+    for i, j in enumerate(jobs):
+        h.update(((", " if i else "") + json.dumps(asdict(j), sort_keys=True, default=str)).encode())
+    h.update(b"]]")
+    return h.hexdigest()[:16]
 
 
 def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_class=None, test_per_class=None,
                   defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None,
-                  layout=None) -> BuildResult:
+                  layout=None, scheduler=None) -> BuildResult:
     """Build a point-cloud dataset in `out`, in the Anomaly-ShapeNet layout (default) or `layout`
     'real3d-ad' (anomalygen.builds.point_layouts). Re-running resumes (same bytes).
 
-    `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm)."""
+    `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm). `scheduler`: address
+    of a running Dask scheduler whose workers share `out`; else `workers` local processes. Samples that
+    fail on every attempt raise BuildFailed (with the result so far) after the others are built."""
     t0 = time.perf_counter()
     out = Path(out)
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
@@ -419,7 +480,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     if train < 0 or test < 0 or train + test == 0:
         raise AnomalygenError("--train-per-class and --test-per-class must be >= 0 and not both 0")
     frac = float(require(recipe, "dataset.normal_test_fraction", (int, float), 0, 1))
-    jobs = [j for c in names for j in plan_class(c, settings.seed, train, test, frac, defects, settings.layout)]
+    jobs = Plan(tuple(names), settings.seed, train, test, frac, tuple(defects), settings.layout)
     fp = fingerprint(settings, jobs)
     state = out / STATE_DIR / "build.json"
     if state.is_file() and not overwrite:
@@ -431,19 +492,39 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     claim_output(out, "build-shapenet", overwrite)
     write_text_atomic(state, json.dumps({"fingerprint": fp}))
 
-    done = {} if overwrite else {j: r for j in jobs if (r := _done(out, j, settings)) is not None}
-    todo = [j for j in jobs if j not in done]
-    workers = max(1, int(workers or 1))
-    results: dict[Job, Record] = dict(done)
-    args = [(settings, str(out), j) for j in todo]
-    chunk = max(1, min(8, len(args) // (workers * 4) or 1))
-    for j, rec in zip(todo, ordered_map(run_job, args, workers, progress, chunk, _worker_init), strict=True):
-        results[j] = rec
-    records = [results[j] for j in jobs]
-    manifest = write_manifest(out, recipe, settings, src, names, jobs, records, train, test, defects,
-                              rejected_classes)
+    stats, out_of_range, failures = SampleStats(), [], []
+
+    def account(rec: Record) -> None:
+        if rec.rejected:
+            out_of_range.append(rec)
+        else:
+            stats.add(rec)
+
+    todo = bytearray(len(jobs))  # 1: to build; the finished ones are only counted, never held
+    for i, j in enumerate(jobs):
+        rec = None if overwrite else _done(out, j, settings)
+        if rec is None:
+            todo[i] = 1
+        else:
+            account(rec)
+    reused = len(jobs) - sum(todo)
+    if reused < len(jobs):
+        (out / "manifest.json").unlink(missing_ok=True)
+    here = str(out.resolve())  # workers on other machines need the absolute path of the shared folder
+    args = ((settings, here, j) for i, j in enumerate(jobs) if todo[i])
+    for _, rec in run_samples(run_job, args, len(jobs) - reused, lambda a: f"{a[2].cls}/{a[2].name}", failures,
+                              workers=max(1, int(workers or 1)), scheduler=scheduler, progress=progress,
+                              initializer=_worker_init):
+        account(rec)
+    result = BuildResult(out, jobs, time.perf_counter() - t0, reused, None, stats, settings.ratio, out_of_range,
+                         rejected_classes)
+    if failures:
+        raise BuildFailed(failures, len(jobs), result)
+    result.manifest = write_manifest(out, recipe, settings, src, names, jobs, stats, out_of_range, train, test,
+                                     defects, rejected_classes)
     clean_temp(out)  # every temp file was renamed or removed; the empty folder goes too
-    return BuildResult(out, records, time.perf_counter() - t0, len(done), manifest, settings.ratio, rejected_classes)
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def check_source_meshes(settings: Settings, names: list[str]) -> dict[str, str]:
@@ -468,11 +549,11 @@ def _worker_init():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, records, train, test, defects,
-                   rejected_classes: dict | None = None) -> Path:
+def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, stats: SampleStats,
+                   rejected: list[Record], train, test, defects, rejected_classes: dict | None = None) -> Path:
     """manifest.json: recipe, seed, label rule, per-class source, per-sample defect/params/points/ratio,
-    and the 'validate' bounds. Holds no timings, so it is byte-identical run to run."""
-    written = [r for r in records if not r.rejected]
+    and the 'validate' bounds. Holds no timings, so it is byte-identical run to run. The samples are
+    streamed from their records on disk, one at a time."""
     classes = {}
     for c in names:
         cp = out / STATE_DIR / "classes" / f"{c}.json"
@@ -486,18 +567,17 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "label_rule": LABEL_RULE,
         "labels": {"tau": settings.tau, "rim_distance": settings.rim_distance, "removal_defects": list(REMOVAL)},
         "counts": {"classes": len(names), "train_per_class": train, "test_per_class": test,
-                   "samples": len(written), "anomalous": sum(r.defect != GOOD for r in written)},
+                   "samples": len(stats), "anomalous": stats.anomalous()},
         "defects": defects,
         **({"layout_defect_names": {d: REAL3D_TYPE.get(d, d) for d in defects}} if settings.layout != asn.LAYOUT else {}),
         "validate": {"points": list(settings.points), "anomaly_ratio": list(settings.ratio)},
         "recipe": {k: v for k, v in recipe.items() if k != "_source"},
         "recipe_source": Path(str(recipe.get("_source", ""))).name,
         "classes": classes,
-        "samples": [r.stored() for r in written],
     }
     if rejected_classes:
         body["rejected_classes"] = dict(sorted(rejected_classes.items()))
-    if len(written) < len(records):
-        body["rejected_samples"] = [r.stored() for r in records if r.rejected]
-    return write_text_atomic(out / "manifest.json", json.dumps(body, indent=1, sort_keys=False) + "\n")
-
+    if rejected:
+        body["rejected_samples"] = [r.stored() for r in rejected]
+    samples = (rec.stored() for j in jobs if not (rec := _read_record(out, j)).rejected)
+    return write_json_stream_atomic(out / "manifest.json", body, "samples", samples, indent=1, end="\n")

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from anomalygen.builds.cluster import BuildFailed
+from anomalygen.commands.build_options import report_failures, scheduler_option
 from anomalygen.errors import AnomalygenError
 
 
@@ -27,6 +29,7 @@ from anomalygen.errors import AnomalygenError
 @click.option("--defects", default=None, help="Comma-separated subset of bulge,concavity,hole,break,bending,crack,scratch.")
 @click.option("--engine", default=None, help="Defect engine: numpy (default) or blender.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes (recipe: 2). Output bytes do not depend on it.")
+@scheduler_option
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Recipe seed override; same seed, same bytes.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set dataset.points=[3000,5000] (YAML value, repeatable).")
@@ -34,8 +37,8 @@ from anomalygen.errors import AnomalygenError
               help="Delete a previous anomalygen output in --out (pcd/, obj/, manifest, .anomalygen/) and build "
                    "from scratch; other files there are kept.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
-def command(out, layout, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, seed,
-            overrides, overwrite, quiet):
+def command(out, layout, classes, source, recipe, train_per_class, test_per_class, defects, engine, workers, scheduler,
+            seed, overrides, overwrite, quiet):
     """Build a labeled Anomaly-ShapeNet-layout dataset: 40 classes, 1600 samples by default.
 
     Each class is one normal object (procedural stand-in unless --source is given),
@@ -43,6 +46,7 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     scratch. Every sample has 8K-30K points; an anomalous point is one farther than
     tau from the ORIGINAL surface, or (hole/break/crack) within rim_distance of the
     cut's rim. Re-running the same command resumes a killed build to the same bytes.
+    With --scheduler the samples run on a Dask cluster (README: three commands).
     Writes pcd/<class>/{train,test,GT} (or, with --layout real3d-ad, <class>/{train,test,gt}),
     obj/<class>/ and manifest.json into --out; check the result with `anomalygen validate`.
     A --source mesh that cannot be used (NaN vertices, not closable, far too thin) is
@@ -76,7 +80,11 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
         res = build_dataset(out, rec, classes=classes, source=source, train_per_class=train_per_class,
                             test_per_class=test_per_class, defects=dlist, engine=engine,
                             workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
-                            overwrite=overwrite, progress=bar, layout=layout)
+                            overwrite=overwrite, progress=bar, layout=layout, scheduler=scheduler)
+    except BuildFailed as exc:
+        if not quiet and exc.result is not None and len(exc.result.stats):
+            click.echo(exc.result.table())
+        report_failures(exc)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished samples are kept; run the same command again to resume", err=True)
         sys.exit(130)
@@ -85,7 +93,7 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     for r in res.out_of_range:
         click.echo(f"not written: {r.cls}/{r.name}: {r.rejected}", err=True)
     if not quiet:
-        n = len(res.written)
+        n = len(res.stats)
         click.echo(res.table())
         click.echo(f"{n} samples ({res.reused} reused from a previous run) in {res.seconds:.1f} s "
                    f"({(n - res.reused) / max(res.seconds, 1e-9):.2f} samples/s) -> {res.out}")

@@ -7,6 +7,10 @@ import sys
 import click
 from tqdm import tqdm
 
+from anomalygen.builds.cluster import BuildFailed
+from anomalygen.commands.build_options import report_failures, scheduler_option
+from anomalygen.errors import AnomalygenError
+
 
 @click.command("depth-defects")
 @click.option("--input", "input_spec", default="mvtec3d", show_default=True,
@@ -17,6 +21,7 @@ from tqdm import tqdm
 @click.option("--size", type=click.IntRange(0, 4096), default=None, help="Resize images to SIZE x SIZE, 0 keeps them [recipe: size].")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Seed; the same seed writes the same bytes [recipe: seed].")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes (CPU device).")
+@scheduler_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="cuda batches Perlin noise and the skew-normal filter on the GPU.")
 @click.option("--textures", default=None,
@@ -27,7 +32,8 @@ from tqdm import tqdm
               help="Override a recipe key, e.g. --set depth.p_z=[0.02,0.06] (YAML value).")
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier anomalygen output in --out (other files there are kept).")
-def command(input_spec, out, classes, per_image, size, seed, workers, device, textures, recipe, overrides, overwrite):
+def command(input_spec, out, classes, per_image, size, seed, workers, scheduler, device, textures, recipe, overrides,
+            overwrite):
     """K synthetic anomalous variants of every training image (DAS3D synthesis, Eq. 1-8).
 
     Each variant gets a Perlin ternary mask on the object's foreground, smoothed by a
@@ -49,8 +55,13 @@ def command(input_spec, out, classes, per_image, size, seed, workers, device, te
 
     rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "das3d", schema_from=recipe)
     bar = lambda it, total: tqdm(it, total=total, desc="depth-defects", unit="image", file=sys.stderr)  # noqa: E731
-    root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
-                         device, rec, textures, progress=bar, overwrite=overwrite)
+    if scheduler and device != "cpu":
+        raise AnomalygenError("--scheduler runs the CPU path on the cluster's workers; drop --device cuda")
+    try:
+        root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
+                             device, rec, textures, progress=bar, overwrite=overwrite, scheduler=scheduler)
+    except BuildFailed as exc:
+        report_failures(exc)
     skipped = skipped_inputs(root)
     for r in skipped:
         click.echo(f"skipped input {r['source']}: {r['skipped'].split(': ', 1)[-1]}", err=True)

@@ -1,0 +1,82 @@
+"""What every build driver shares to run its samples: locally or on a Dask cluster, resumable,
+failures collected by name, the manifest streamed from per-sample records on disk.
+
+A driver plans its jobs (each seeded from what it is, anomalygen.seeds), skips the ones a
+previous run finished, hands the rest to anomalygen.parallel.run_tasks (local processes or
+`--scheduler ADDRESS`), and writes the manifest only when every sample exists. Workers write
+each sample's files atomically into OUT, a folder every worker sees; the driver keeps one small
+record per sample under OUT/.anomalygen/records, so its memory does not grow with the build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from anomalygen.errors import AnomalygenError
+from anomalygen.io import write_text_atomic
+from anomalygen.parallel import Failed, run_tasks
+
+STATE_DIR = ".anomalygen"
+
+
+class BuildFailed(AnomalygenError):
+    """Samples that failed on every attempt. The others are on disk, the manifest is not written:
+    re-running the same command retries only the missing samples."""
+
+    def __init__(self, failures: list[Failed], total: int, result=None):
+        self.failures, self.total, self.result = failures, total, result
+        names = "; ".join(str(f) for f in failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+        super().__init__(f"{len(failures)} of {total} samples failed, no manifest written "
+                         f"(run the same command again to retry them): {names}")
+
+
+def run_samples(fn: Callable, jobs: Iterable, total: int, name: Callable[[object], str], failures: list[Failed], *,
+                workers: int = 1, scheduler: str | None = None, progress=None, initializer=None) -> Iterator:
+    """(job, result) of every job that succeeded, as they finish; the ones that failed on every attempt
+    are appended to `failures`."""
+    for job, result in run_tasks(fn, jobs, total, name, workers=workers, scheduler=scheduler, progress=progress,
+                                 initializer=initializer):
+        if isinstance(result, Failed):
+            failures.append(result)
+        else:
+            yield job, result
+
+
+class Ledger:
+    """One JSON record per finished sample under OUT/.anomalygen/records/<key>.json.
+
+    A build whose settings `fingerprint` differs from the one that wrote the records starts its
+    ledger afresh (its files are rewritten anyway); the same settings reuse every record."""
+
+    def __init__(self, out: Path, fingerprint: dict):
+        self.root = Path(out) / STATE_DIR / "records"
+        digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        state = Path(out) / STATE_DIR / "build.json"
+        try:
+            same = json.loads(state.read_text()).get("fingerprint") == digest
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(self.root, ignore_errors=True)
+            write_text_atomic(state, json.dumps({"fingerprint": digest}))
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def done(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def put(self, key: str, record) -> None:
+        write_text_atomic(self.path(key), json.dumps(record))
+
+    def get(self, key: str):
+        return json.loads(self.path(key).read_text())
+
+
+def drop_manifest(out: Path) -> None:
+    """A manifest describes a complete build: remove it before samples are (re)written."""
+    (Path(out) / "manifest.json").unlink(missing_ok=True)
