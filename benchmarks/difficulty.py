@@ -7,8 +7,8 @@
 For each level: `build-shapenet` with the recipe's `difficulty` set to it (anomalygen.builds.difficulty),
 then BTF trained per class on the 4 normal templates and scored on the test split. Printed:
 
-* I-AUROC and point AUROC per defect type and level (a type's figures use the normal test samples
-  plus the samples of that type, pooled over the classes), and over all types (mean over classes,
+* I-AUROC and point AUROC per defect type and level (per class on the normal test samples plus
+  the samples of that type, then the mean over classes), and over all types (mean over classes,
   as `train-detector` reports them); the same curves as a PNG (`--png`);
 * with `--table3`: per class, BTF's I-AUROC at each level beside the BTF-FPFH I-AUROC that
   Anomaly-ShapeNet (Li et al., CVPR 2024, Table 3) reports for the real class, and the mean gap:
@@ -29,6 +29,7 @@ import numpy as np
 from anomalygen.builds.difficulty import difficulty_value, level_name
 from anomalygen.builds.shapenet import build_dataset
 from anomalygen.io import open_dataset
+from anomalygen.io.samples import GOOD
 from anomalygen.mesh.result import DEFECTS
 from anomalygen.metrics import image_auroc, point_auroc
 from anomalygen.recipes import load_recipe
@@ -61,19 +62,19 @@ def run_level(level, classes: str, test: int, root: Path, workers: int) -> dict:
     t_btf = time.perf_counter() - t0 - t_build
     ds = open_dataset(data)
     per_class = {r["test"]: (r["i_auroc"], r["point_auroc"]) for r in res["metrics"]["rows"]}
-    pooled = {d: ([], [], [], []) for d in DEFECTS}  # labels, scores, targets, maps
+    per_type = {d: [] for d in DEFECTS}  # per class: (I-AUROC, point AUROC) of normals + that type
     for cls in per_class:
         sc = read_scores(task_scores_file(run, cls))
         refs = {r.name: r for r in ds.samples(cls, "test")}
-        for name, defect, s, m in zip(sc["names"], sc["defects"], sc["scores"], sc["maps"]):
-            lab = refs[name].load().labels
-            for d in ([defect] if defect in pooled else pooled):  # a normal sample counts for every type
-                pooled[d][0].append(int(lab.any())); pooled[d][1].append(float(s))
-                pooled[d][2].append(lab); pooled[d][3].append(m)
-    per_defect = {}
-    for d, (y, s, tg, mp) in pooled.items():
-        if any(y) and not all(y):
-            per_defect[d] = (image_auroc(y, s), point_auroc(tg, mp))
+        rows = [(d, float(s), refs[n].load().labels, m)
+                for n, d, s, m in zip(sc["names"], sc["defects"], sc["scores"], sc["maps"])]
+        for d in DEFECTS:
+            sel = [r for r in rows if r[0] in (d, GOOD)]
+            y = [int(r[2].any()) for r in sel]
+            if any(y) and not all(y):
+                per_type[d].append((image_auroc(y, [r[1] for r in sel]),
+                                    point_auroc([r[2] for r in sel], [r[3] for r in sel])))
+    per_defect = {d: tuple(float(np.mean([v[i] for v in vs])) for i in (0, 1)) for d, vs in per_type.items() if vs}
     return {"level": level, "t": t, "per_class": per_class, "per_defect": per_defect,
             "mean": tuple(float(np.mean([v[i] for v in per_class.values()])) for i in (0, 1)),
             "build_s": t_build, "btf_s": t_btf}

@@ -15,10 +15,13 @@ rim_distance of a cut's rim), which does not change with the level:
   bump is a wide, flat one: its normals tilt by ~h / R, below the point spacing's resolution of
   curvature (0.025 diagonal mesh edges, ~0.007 diagonal point spacing at 8K-30K points).
 * bending: a small angle with a wide transition band, so the bent part's normals turn by a few
-  degrees and the hinge carries no crease.
-* hole, break: the smallest labeled area the ratio bounds allow comfortably (1.3-2.5 % of the
-  surface), shallow pits instead of through-holes, and a smooth fracture face (low roughness).
-* crack, scratch: narrow (about one point spacing) and shallow (a few tau), with smooth
+  degrees and the hinge carries no crease. Points within ~tau / angle of the hinge (and most of
+  the band) move less than tau, so the bent part grows against the labeled part (region_factor).
+* hole, break: the smallest labeled area the ratio bounds allow comfortably (1.3-1.8 % of the
+  surface), shallow pits (a few tau) instead of through-holes, and a break that is a shallow chip
+  with a smooth face (the cutter sphere sits 0.75 radii outside the surface, so its face meets the
+  surface at a shallow angle instead of a crease; low roughness).
+* crack, scratch: narrow (about half a point spacing) and shallow (a few tau), with smooth
   (tapered) ends.
 
 The anomaly ratio stays inside the recipe's `labels.anomaly_ratio` (1-10 %): every target ratio
@@ -41,13 +44,13 @@ DEFAULT_LEVEL = "easy"
 # the t = 1 end point of each knob that the dial moves, per defect type (fractions of the diagonal
 # unless marked as multiples of tau); keys not listed keep the recipe's value at every level
 HARD: dict[str, dict[str, tuple]] = {
-    "bulge": {"height": ("tau", 2.6, 4.0)},
-    "concavity": {"depth": ("tau", 2.6, 4.0)},
-    "bending": {"angle_deg": (2.5, 5.0), "transition": (0.10, 0.18)},
-    "hole": {"target_ratio": (0.013, 0.022), "depth": ("tau", 3.0, 6.0)},
-    "break": {"target_ratio": (0.013, 0.025), "roughness": (0.02, 0.05)},
-    "crack": {"target_ratio": (0.013, 0.02), "width": (0.004, 0.006), "depth": ("tau", 3.0, 5.0), "taper": (1.0,)},
-    "scratch": {"target_ratio": (0.013, 0.02), "width": (0.006, 0.010), "depth": ("tau", 1.6, 2.2),
+    "bulge": {"height": ("tau", 2.5, 3.0)},
+    "concavity": {"depth": ("tau", 2.5, 3.0)},
+    "bending": {"angle_deg": (3.0, 5.0), "transition": (0.08, 0.14), "region_factor": (3.5,)},
+    "hole": {"target_ratio": (0.013, 0.018), "depth": ("tau", 3.0, 4.0)},
+    "break": {"target_ratio": (0.013, 0.018), "roughness": (0.01, 0.03), "offset": (0.75,)},
+    "crack": {"target_ratio": (0.013, 0.016), "width": (0.003, 0.005), "depth": ("tau", 2.5, 4.0), "taper": (1.0,)},
+    "scratch": {"target_ratio": (0.013, 0.016), "width": (0.004, 0.007), "depth": ("tau", 1.5, 2.0),
                 "taper": (1.0,)},
 }
 
