@@ -159,3 +159,15 @@ def test_render_dial_scales_the_rendered_mesh_defects():
     assert max(hard["bulge"]["height"]) < min(easy["bulge"]["height"])
     assert max(hard["scratch"]["width"]) < min(easy["scratch"]["width"])
     assert easy["bulge"] == defect_params(load_recipe("anomaly-shapenet"), "bulge")
+
+
+def test_scanner_noise_moves_normal_samples_but_keeps_them_normal():
+    settings = settings_from_recipe(recipe("hard"))
+    assert settings.noise > 0 and settings_from_recipe(recipe("easy")).noise == 0
+    fine, _ = class_mesh(settings, "cup1")
+    from anomalygen.builds.shapenet import make_sample
+
+    sample, _, _ = make_sample(settings, Job("cup1", "train", 0, "good", "cup1_template0"))
+    d = trimesh.proximity.closest_point(fine, sample.points.astype(np.float64))[1]
+    assert np.median(d) > 0.1 * settings.noise  # the points left the surface ...
+    assert d.max() < settings.tau and not sample.labels.any()  # ... but never beyond tau: still normal
