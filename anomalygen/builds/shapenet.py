@@ -456,5 +456,7 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "classes": classes,
         "samples": [{k: v for k, v in asdict(r).items() if k != "seconds"} for r in records],
     }
+    if settings.noise:  # the difficulty dial's scanner noise (fractions of the diagonal)
+        body["labels"]["scanner_noise"] = {"std": settings.noise, "limit": round(0.8 * settings.tau, 9)}
     return write_text_atomic(out / "manifest.json", json.dumps(body, indent=1, sort_keys=False) + "\n")
 
