@@ -138,7 +138,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--levels", default="easy,0.5,paper,hard", help="comma-separated names or numbers in [0, 1]")
+    ap.add_argument("--levels", default="easy,0.5,paper,hard", help="comma-separated names or numbers in [0, 1.5]")
     ap.add_argument("--classes", default="ashtray0,bag0", help="names, or N for the first N of the 40")
     ap.add_argument("--test-per-class", type=int, default=36)
     ap.add_argument("--table3", action="store_true", help="per-class comparison with Anomaly-ShapeNet Table 3")

@@ -1,10 +1,11 @@
 """The difficulty dial: one recipe key, `difficulty`, that scales what makes a defect hard to see.
 
-A level is a name (`easy`, `paper`, `hard`) or a number t in [0, 1]. t = 0 (`easy`, the default)
+A level is a name (`easy`, `paper`, `hard`) or a number t in [0, 1.5]. t = 0 (`easy`, the default)
 hands every recipe value over unchanged, so a build without the key, or with `easy`, writes the
-same bytes as before the dial existed. t = 1 (`hard`) moves each knob to the end point below; a
-value in between is the geometric interpolation easy * (hard / easy) ** t of each number (each end
-of a [lo, hi] range separately), so equal steps of t shrink a size by equal factors.
+same bytes as before the dial existed. t = 1 (`paper`) moves each knob to the end point below; a
+value in between is the geometric interpolation easy * (e1 / easy) ** t of each number (each end
+of a [lo, hi] range separately), so equal steps of t shrink a size by equal factors; t > 1
+extrapolates the same way inside physical bounds (LIMITS); `hard` is t = 1.5.
 
 The end points follow from what a point-feature detector (FPFH + PatchCore) can see, and from the
 label rule (a point is anomalous iff it lies farther than tau from the original surface, or within
@@ -38,10 +39,11 @@ from anomalygen.errors import AnomalygenError
 # the named levels; `paper` was calibrated so that the BTF / PatchCore-FPFH baseline's per-class
 # I-AUROC on the 40-class build lands near the published BTF-FPFH figures of Anomaly-ShapeNet's
 # Table 3 (mean 0.528); README "Difficulty" and benchmarks/RESULTS.md give the calibration
-LEVELS = {"easy": 0.0, "paper": 0.85, "hard": 1.0}
+LEVELS = {"easy": 0.0, "paper": 1.0, "hard": 1.5}
+MAX_LEVEL = 1.5
 DEFAULT_LEVEL = "easy"
 
-# the t = 1 end point of each knob that the dial moves, per defect type (fractions of the diagonal
+# the t = 1 point of each knob that the dial moves, per defect type (fractions of the diagonal
 # unless marked as multiples of tau); keys not listed keep the recipe's value at every level
 HARD: dict[str, dict[str, tuple]] = {
     "bulge": {"height": ("tau", 2.5, 3.0)},
@@ -54,31 +56,26 @@ HARD: dict[str, dict[str, tuple]] = {
                 "taper": (1.0,)},
 }
 
-# scanner noise, the same for normal and defective samples (train templates included): std along
-# the normal of SCANNER_NOISE_HARD x tau at t = 1, linear in t (none at easy), clipped to 0.8 tau so
-# that no point of a normal sample leaves the tau band (its labels stay 0 under the rule); real scans
-# differ from each other and from the templates by such noise, which is what hides the subtlest defects
-SCANNER_NOISE_HARD = 0.5
-
-
-def scanner_sigma(t: float, tau: float) -> float:
-    """Scanner noise std (fraction of the diagonal) at difficulty t."""
-    return float(f"{SCANNER_NOISE_HARD * tau * t:.6g}") if t > 0 else 0.0
-
+# beyond t = 1 the end points above are extrapolated (t = 1.5 is `hard`); these bounds keep every
+# value physical: labeled areas safely above the 1 % floor, chips that still remove material, and
+# multiples of tau above 1.3 tau (a shallower change would carry no label at all)
+LIMITS = {"target_ratio": (0.014, None), "width": (0.002, None), "angle_deg": (1.5, None),
+          "roughness": (0.005, None), "offset": (None, 0.65), "transition": (None, 0.2),
+          "region_factor": (None, 3.5), "taper": (None, 1.5)}
 
 # DAS3D depth defects (depth-defects): p_z (Eq. 6) and t_h (Eq. 7) shrink by the same factor, so
 # the refined mask M* = [p_z |Delta_Z| >= t_h] keeps its distribution (same anomaly ratios, same
-# acceptance rate) while the depth change it marks gets smaller; at t = 1 it is a fifth
+# acceptance rate) while the depth change it marks gets smaller: a fifth at t = 1 (`paper`), 0.09 at `hard`
 DEPTH_HARD_FACTOR = 0.2
 
 
 def difficulty_value(level) -> float:
-    """A level (name or number) -> t in [0, 1]; AnomalygenError names the accepted values."""
+    """A level (name or number) -> t in [0, MAX_LEVEL]; AnomalygenError names the accepted values."""
     if isinstance(level, str) and level.strip() in LEVELS:
         return LEVELS[level.strip()]
-    if isinstance(level, (int, float)) and not isinstance(level, bool) and 0.0 <= float(level) <= 1.0:
+    if isinstance(level, (int, float)) and not isinstance(level, bool) and 0.0 <= float(level) <= MAX_LEVEL:
         return float(level)
-    raise AnomalygenError(f"recipe key 'difficulty': {level!r}; use {', '.join(LEVELS)} or a number in [0, 1]")
+    raise AnomalygenError(f"recipe key 'difficulty': {level!r}; use {', '.join(LEVELS)} or a number in [0, {MAX_LEVEL:g}]")
 
 
 def recipe_difficulty(recipe: dict) -> float:
@@ -105,11 +102,19 @@ def scale_defect(defect: str, params: dict, t: float, tau: float) -> dict:
         v = out[key]
         if isinstance(v, (list, tuple)) and len(v) == 2:
             his = hard if len(hard) == 2 else hard * 2
-            lo, hi = (_toward(float(e), float(h), t) for e, h in zip(v, his))
+            lo, hi = (_limited(key, _toward(float(e), float(h), t), tau, end[0] == "tau") for e, h in zip(v, his))
             out[key] = [min(lo, hi), max(lo, hi)]
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = _toward(float(v), float(sum(hard) / len(hard)), t)
+            out[key] = _limited(key, _toward(float(v), float(sum(hard) / len(hard)), t), tau, end[0] == "tau")
     return out
+
+
+def _limited(key: str, v: float, tau: float, in_tau: bool) -> float:
+    """Bounds that hold beyond t = 1, where the interpolation extrapolates (none binds for t <= 1
+    except the target-ratio floor): depths stay above tau, areas inside the ratio bounds."""
+    lo, hi = (1.3 * tau, None) if in_tau else LIMITS.get(key, (None, None))
+    v = v if lo is None else max(v, lo)
+    return float(f"{v if hi is None else min(v, hi):.6g}")
 
 
 def scale_depth_magnitudes(p_z: tuple[float, float], t_h: float, t: float) -> tuple[tuple[float, float], float]:

@@ -26,13 +26,13 @@ from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
 from anomalygen import geometry as g
-from anomalygen.builds.difficulty import recipe_difficulty, scale_defect, scanner_sigma
+from anomalygen.builds.difficulty import recipe_difficulty, scale_defect
 from anomalygen.builds.engines import get_engine
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS, REMOVAL
-from anomalygen.mesh.sampling import sample_surface, scanner_noise
+from anomalygen.mesh.sampling import sample_surface
 from anomalygen.seeds import class_entropy
 from anomalygen.shapes.sources import open_source
 
@@ -71,7 +71,6 @@ class Settings:
     source: str | None
     binary: bool
     write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
-    noise: float = 0.0  # scanner noise std along the normal, fraction of the diagonal (difficulty dial)
 
 
 @dataclass
@@ -159,7 +158,7 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
         if target is None:
             target = float(res.params.get("target_ratio", np.sqrt(lo * hi)))
         rng = np.random.default_rng(seed + [draw, resized, 1])
-        pts = _scan(settings, res.mesh, n, rng, seed + [draw, resized, 2])
+        pts = sample_surface(res.mesh, n, rng)[0].astype(np.float32)
         lab = label_points(pts, mesh, res, tau, rim)
         r = float(lab.mean())
         miss = abs(np.log(max(r, 1e-6) / target))
@@ -182,17 +181,6 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
     return res, pts, lab, target, attempts
 
 
-def _scan(settings: Settings, mesh, n: int, rng: np.random.Generator, noise_seed: list[int]) -> np.ndarray:
-    """n float32 points on `mesh`; with scanner noise (settings.noise > 0, the same for normal and
-    defective samples) moved along the normal by at most 0.8 tau, from their own Generator."""
-    pts, faces = sample_surface(mesh, n, rng)
-    if settings.noise > 0:
-        D = g.diagonal(mesh)
-        pts = scanner_noise(mesh, pts, faces, settings.noise * D, 0.8 * settings.tau * D,
-                            np.random.default_rng(noise_seed))
-    return pts.astype(np.float32)
-
-
 def make_sample(settings: Settings, job: Job):
     """(PointSample, Record, defective mesh or None) of one job. Pure given settings."""
     t0 = time.perf_counter()
@@ -201,7 +189,7 @@ def make_sample(settings: Settings, job: Job):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(settings.points[0], settings.points[1] + 1))
     if job.defect == GOOD:
-        pts = _scan(settings, mesh, n, rng, seed + [2])
+        pts = sample_surface(mesh, n, rng)[0].astype(np.float32)
         lab = np.zeros(n, np.uint8)
         rec = Record(job.cls, job.split, job.name, GOOD, seed, n, 0.0)
         out_mesh = mesh
@@ -362,7 +350,6 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
         source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
         binary=bool(get_key(recipe, "dataset.pcd_binary")),
         write_meshes=_mesh_mode(get_key(recipe, "dataset.write_meshes")),
-        noise=scanner_sigma(level, tau),
     )
 
 
@@ -374,10 +361,7 @@ def _mesh_mode(v) -> str:
 
 
 def fingerprint(settings: Settings, jobs: list[Job]) -> str:
-    fields = asdict(settings)
-    if not fields["noise"]:  # a build without scanner noise keeps the fingerprint it always had
-        del fields["noise"]
-    blob = json.dumps([fields, [asdict(j) for j in jobs]], sort_keys=True, default=str)
+    blob = json.dumps([asdict(settings), [asdict(j) for j in jobs]], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -456,7 +440,5 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "classes": classes,
         "samples": [{k: v for k, v in asdict(r).items() if k != "seconds"} for r in records],
     }
-    if settings.noise:  # the difficulty dial's scanner noise (fractions of the diagonal)
-        body["labels"]["scanner_noise"] = {"std": settings.noise, "limit": round(0.8 * settings.tau, 9)}
     return write_text_atomic(out / "manifest.json", json.dumps(body, indent=1, sort_keys=False) + "\n")
 

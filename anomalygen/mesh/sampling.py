@@ -19,14 +19,3 @@ def sample_surface(mesh: trimesh.Trimesh, n: int, rng: np.random.Generator) -> t
     tri = np.asarray(mesh.triangles)[face]
     pts = tri[:, 0] + r[:, :1] * (tri[:, 1] - tri[:, 0]) + r[:, 1:] * (tri[:, 2] - tri[:, 0])
     return pts, face
-
-
-def scanner_noise(mesh: trimesh.Trimesh, points: np.ndarray, faces: np.ndarray, sigma: float, limit: float,
-                  rng: np.random.Generator) -> np.ndarray:
-    """`points` (sampled on `faces` of `mesh`) moved along their face normals by Gaussian noise of
-    std `sigma`, clipped to +-`limit` (absolute lengths): a scanner's depth noise. With `limit` below
-    the labeler's tau, a normal sample's points stay within tau of its surface, so the label rule
-    (distance to the original surface > tau) still marks none of them; a defective sample's points
-    are labeled after the noise, by the same rule."""
-    d = np.clip(rng.normal(0.0, sigma, len(points)), -limit, limit)
-    return np.asarray(points, np.float64) + d[:, None] * np.asarray(mesh.face_normals, np.float64)[faces]
