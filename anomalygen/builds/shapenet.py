@@ -30,6 +30,7 @@ from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
 from anomalygen import geometry as g
 from anomalygen.builds.cluster import BuildFailed, run_samples
+from anomalygen.builds.difficulty import recipe_difficulty, scale_defect
 from anomalygen.builds.engines import get_engine
 from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
 from anomalygen.mesh.labels import label_points
@@ -405,13 +406,16 @@ def resolve_classes(classes, available: list[str], default) -> list[str]:
     return names
 
 
-def defect_params(recipe: dict, defect: str) -> dict:
+def defect_params(recipe: dict, defect: str, difficulty: float | None = None) -> dict:
     """Everything `anomalygen.mesh.apply_defect` needs for one defect type, from a recipe: its
-    `defects.<defect>` section plus the label thresholds (tau, rim_distance)."""
+    `defects.<defect>` section at the recipe's `difficulty` (or the given t, see
+    anomalygen.builds.difficulty) plus the label thresholds (tau, rim_distance)."""
     section = get_key(recipe, f"defects.{defect}", None)
     if not isinstance(section, dict):
         raise AnomalygenError(f"recipe {recipe.get('_source', '')} has no defects.{defect} section")
-    return {**section, "tau": float(require(recipe, "labels.tau", (int, float), 0, 1)),
+    tau = float(require(recipe, "labels.tau", (int, float), 0, 1))
+    t = recipe_difficulty(recipe) if difficulty is None else difficulty
+    return {**scale_defect(defect, section, t, tau), "tau": tau,
             "rim_distance": float(require(recipe, "labels.rim_distance", (int, float), 0, 1))}
 
 
@@ -420,6 +424,7 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
     pts = require(recipe, "dataset.points", int, 1)
     ratio = require(recipe, "labels.anomaly_ratio", (int, float), 0, 1)
     dparams = get_key(recipe, "defects")
+    level, tau = recipe_difficulty(recipe), float(require(recipe, "labels.tau", (int, float), 0, 1))
     for d in defects or []:
         if d not in DEFECTS:
             raise AnomalygenError(f"unknown defect {d!r}; known: {', '.join(DEFECTS)}")
@@ -432,7 +437,7 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
         accept_factor=float(require(recipe, "labels.accept_factor", (int, float), 1)),
         max_edge=float(require(recipe, "shapes.max_edge", (int, float), 1e-4, 1)),
         voxel_pitch=float(require(recipe, "shapes.voxel_pitch", (int, float), 1e-4, 1)),
-        defect_params={k: dict(v) for k, v in dparams.items()},
+        defect_params={k: scale_defect(k, dict(v), level, tau) for k, v in dparams.items()},
         engine=str(get_key(recipe, "engine") if engine is None else engine),
         source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
         binary=bool(get_key(recipe, "dataset.pcd_binary")),
