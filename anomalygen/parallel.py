@@ -60,9 +60,11 @@ def _reason(exc: BaseException) -> str:
 
 def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callable[[T], str], *, workers: int = 1,
               scheduler: str | None = None, retries: int = RETRIES, progress: Progress | None = None,
-              initializer: Callable[[], None] | None = None) -> Iterator[tuple[T, R | Failed]]:
+              initializer: Callable[[], None] | None = None,
+              fatal: tuple[type[BaseException], ...] = ()) -> Iterator[tuple[T, R | Failed]]:
     """Yield (job, fn(job)) as tasks finish, in any order; a job that fails 1 + `retries` times yields
-    (job, Failed(name(job), reason, attempts)). `jobs` is read lazily and only a few tasks per worker
+    (job, Failed(name(job), reason, attempts)). An exception of a `fatal` type (a fault of the run, not
+    of one sample, e.g. the output disk is full) is raised at once, without retries. `jobs` is read lazily and only a few tasks per worker
     are in flight, so the caller's memory does not grow with the number of jobs.
 
     scheduler: address of a running Dask scheduler ('tcp://host:8786'): one task per job on its
@@ -79,23 +81,25 @@ def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callabl
             if progress is not None:
                 print(f"dask: {scheduler}, {_threads(client)} worker threads, dashboard: "
                       f"{client.dashboard_link or 'none'}", file=sys.stderr)
-            it = _dask_tasks(fn, iter(jobs), name, client, retries, initializer)
+            it = _dask_tasks(fn, iter(jobs), name, client, retries, initializer, fatal)
             yield from (progress(it, total) if progress else it)
         finally:
             client.close()
         return
     if workers > 1 and total > 1:
-        it = _pool_tasks(fn, iter(jobs), name, workers, retries, initializer)
+        it = _pool_tasks(fn, iter(jobs), name, workers, retries, initializer, fatal)
     else:
-        it = _inline_tasks(fn, jobs, name, retries)
+        it = _inline_tasks(fn, jobs, name, retries, fatal)
     yield from (progress(it, total) if progress else it)
 
 
-def _inline_tasks(fn, jobs, name, retries):
+def _inline_tasks(fn, jobs, name, retries, fatal=()):
     for job in jobs:
         for attempt in range(1, retries + 2):
             try:
                 result = fn(job)
+            except fatal:
+                raise
             except Exception as exc:  # noqa: BLE001 - reported by name; the other jobs go on
                 if attempt > retries:
                     yield job, Failed(name(job), _reason(exc), attempt)
@@ -104,7 +108,7 @@ def _inline_tasks(fn, jobs, name, retries):
             break
 
 
-def _pool_tasks(fn, jobs, name, workers, retries, initializer):
+def _pool_tasks(fn, jobs, name, workers, retries, initializer, fatal=()):
     """Local processes, 4 tasks per process in flight. A process that dies breaks the whole pool:
     every task in it counts one attempt and a fresh pool takes over."""
     queue: deque = deque()  # (job, attempts so far) to submit again
@@ -133,6 +137,8 @@ def _pool_tasks(fn, jobs, name, workers, retries, initializer):
                 if exc is None:
                     yield job, fut.result()
                     continue
+                if isinstance(exc, fatal):
+                    raise exc
                 if isinstance(exc, BrokenProcessPool):
                     exc = RuntimeError("its worker process died")
                 if tries + 1 > retries:
@@ -159,7 +165,7 @@ def _threads(client) -> int:
     return sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
 
 
-def _dask_tasks(fn, jobs, name, client, retries, initializer):
+def _dask_tasks(fn, jobs, name, client, retries, initializer, fatal=()):
     """One task per job, a few per worker thread in flight; keys name the sample on the dashboard."""
     from distributed import as_completed
 
@@ -184,6 +190,8 @@ def _dask_tasks(fn, jobs, name, client, retries, initializer):
         job = owner.pop(fut.key)
         if fut.status == "finished":
             result = fut.result()
+        elif isinstance(fut.exception(), fatal):
+            raise fut.exception()
         else:  # an exception on every attempt, or KilledWorker: its worker died on every attempt allowed
             result = Failed(name(job), _reason(fut.exception()), 1 + retries)
         fut.release()

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import write_text_atomic
+from anomalygen.io.atomic import OutputError
 from anomalygen.parallel import Failed, run_tasks
 
 STATE_DIR = ".anomalygen"
@@ -37,9 +38,11 @@ class BuildFailed(AnomalygenError):
 def run_samples(fn: Callable, jobs: Iterable, total: int, name: Callable[[object], str], failures: list[Failed], *,
                 workers: int = 1, scheduler: str | None = None, progress=None, initializer=None) -> Iterator:
     """(job, result) of every job that succeeded, as they finish; the ones that failed on every attempt
-    are appended to `failures`."""
+    are appended to `failures`. A file-system fault writing the output (OutputError: disk full, read-only,
+    not writable) stops the build at once: it is the run's fault, not the sample's, and retrying the other
+    samples would only repeat it."""
     for job, result in run_tasks(fn, jobs, total, name, workers=workers, scheduler=scheduler, progress=progress,
-                                 initializer=initializer):
+                                 initializer=initializer, fatal=(OutputError,)):
         if isinstance(result, Failed):
             failures.append(result)
         else:
