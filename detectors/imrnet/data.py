@@ -1,5 +1,6 @@
-"""IMRNet's training items: normalized point pools of the class's training clouds (fine-tuning),
-or of meshes from a shape source sampled and augmented on the fly (self-supervised pretraining).
+"""IMRNet's pretraining items: meshes from a shape source sampled and augmented on the fly
+(self-supervised pretraining). Fine-tuning uses the shared point pools of the class's training
+clouds (anomalygen.detectors.common.pools.PointPoolItems).
 
 A pool holds POOL x n_points random points; the loss thins it to n_points by farthest-point
 sampling on the device (as PatchAE does). Every draw comes from the (seed, epoch, index) rng.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from anomalygen.detectors.patchae.data import POOL, draw_pool, normalize
+from anomalygen.detectors.common.pools import POOL, normalize
 from anomalygen.detectors.training import EpochItems
 from anomalygen.mesh.sampling import sample_surface
 
@@ -22,18 +23,6 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
-
-
-class FinetuneItems(EpochItems):
-    """Item: {"points": (POOL x n_points, 3) float32}, a random pool of one normalized training cloud."""
-
-    def __init__(self, samples, n_points: int, seed: int, repeat: int):
-        super().__init__(samples, seed, repeat)
-        self.n_points = n_points
-
-    def item(self, sample, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        points = normalize(np.asarray(sample.points, np.float32))
-        return {"points": torch.from_numpy(draw_pool(points, self.n_points, rng))}
 
 
 class ShapeSourceMeshes:

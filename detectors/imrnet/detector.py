@@ -38,12 +38,11 @@ from anomalygen.io import atomic_path
 from anomalygen.detectors.common.points import knn
 from anomalygen.detectors.common.spread import spread_to_points
 from anomalygen.detectors.imrnet.compare import cover_masks, feature_scores, iterative_reconstruction, point_scores
-from anomalygen.detectors.imrnet.data import FinetuneItems
 from anomalygen.detectors.imrnet.loss import masked_chamfer_loss
 from anomalygen.detectors.imrnet.network import MaskedPointReconstructor
 from anomalygen.detectors.imrnet.patches import make_patches, thin
 from anomalygen.detectors.neural import NeuralDetector, Stage
-from anomalygen.detectors.patchae.data import draw_pool, normalize
+from anomalygen.detectors.common.pools import PointPoolItems, draw_pool, normalize
 from anomalygen.detectors.settings import bounded
 from anomalygen.detectors.training.config import TrainConfig
 
@@ -129,8 +128,8 @@ class IMRNetDetector(NeuralDetector):
         c = self.cfg
         return MaskedPointReconstructor(c.patch_points, c.dim, c.width, c.depth, c.decoder_depth, c.heads)
 
-    def training_items(self, data) -> FinetuneItems:
-        return FinetuneItems(data, self.cfg.n_points, self.cfg.train.seed, self.cfg.repeat)
+    def training_items(self, data) -> PointPoolItems:
+        return PointPoolItems(data, self.cfg.n_points, self.cfg.train.seed, self.cfg.repeat)
 
     def training_loss(self):
         c = self.cfg

@@ -24,7 +24,7 @@ from anomalygen.errors import RecipeError
 from anomalygen.detectors.settings import bounded
 from anomalygen.detectors.common.spread import spread_to_points
 from anomalygen.detectors.neural import NeuralDetector
-from anomalygen.detectors.patchae.data import PatchAEItems, draw_pool, normalize
+from anomalygen.detectors.common.pools import PointPoolItems, draw_pool, normalize
 from anomalygen.detectors.patchae.loss import patch_chamfer_loss, patch_errors
 from anomalygen.detectors.patchae.network import PatchAutoencoder
 from anomalygen.detectors.training.config import TrainConfig
@@ -69,8 +69,8 @@ class PatchAEDetector(NeuralDetector):
         c = self.cfg
         return PatchAutoencoder(c.n_points, c.patches, c.patch_points, c.latent, c.width)
 
-    def training_items(self, data) -> PatchAEItems:
-        return PatchAEItems(data, self.cfg.n_points, self.cfg.train.seed, self.cfg.repeat)
+    def training_items(self, data) -> PointPoolItems:
+        return PointPoolItems(data, self.cfg.n_points, self.cfg.train.seed, self.cfg.repeat)
 
     def training_loss(self):
         return patch_chamfer_loss

@@ -1,4 +1,5 @@
-"""PatchAE's view of a point cloud: normalized, then a random pool of points the network thins evenly.
+"""A point-cloud detector's view of a cloud: normalized, then a random pool of points the network
+thins evenly (PatchAE and IMRNet train and score on these).
 
 The network keeps `n_points` of the pool by farthest-point sampling, batched on its device
 (random points alone leave uneven patches whose sampling noise drowns small defects; FPS
@@ -32,7 +33,7 @@ def draw_pool(points: np.ndarray, n_points: int, rng: np.random.Generator) -> np
     return points[rng.permutation(np.r_[np.arange(len(points)), rng.choice(len(points), size - len(points))])]
 
 
-class PatchAEItems(EpochItems):
+class PointPoolItems(EpochItems):
     """Item: {"points": (POOL x n_points, 3) float32}, a random pool of one normalized training cloud."""
 
     def __init__(self, samples, n_points: int, seed: int, repeat: int):
