@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     tests, aux_classes = args.test.split(","), args.irrelevant.split(",")
     refs = ds.samples(args.train, "train")
     aux = [r for c in aux_classes for r in ds.samples(c, "train")]
-    run_cfg = {"aupro_thresholds": 100, "warmup": False}
+    run_cfg = {"aupro_variant": "btf", "aupro_thresholds": 100, "warmup": False}  # the AUPRO papers report
     print(f"zal3d ablations: train {args.train}, test {args.test}, irrelevant {args.irrelevant}; {args.recipe} at "
           f"{args.size} px, {args.epochs} epochs {' '.join(args.overrides)}; cpu, torch threads 1; "
           f"load average {os.getloadavg()}")
