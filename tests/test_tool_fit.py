@@ -55,6 +55,8 @@ def test_real3d_layout_holds_the_same_samples_under_real3d_names(two_layouts):
         if sr.anomalous:  # Real3D-AD's gt rows are space-delimited "x y z label"
             row = (r3d_root / "eraser0" / "gt" / f"{rr.name}.txt").read_text().splitlines()[0].split(" ")
             assert len(row) == 4 and row[3] in ("0", "1")
+    # Real3D-AD's own type names where ours map (concavity -> sink, hole -> cut); crack has none and keeps its name
+    assert {r.defect for r in r_refs if r.anomalous} == {"bulge", "sink", "cut", "crack"}
     assert validate_dataset(r3d_root).ok
 
 
