@@ -105,17 +105,12 @@ def sample_seed(seed: int, cls: str, split: str, index: int) -> list[int]:
     return class_entropy(seed, cls, SPLIT_CODE[split], index)
 
 
-def plan_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str],
-               layout: str = asn.LAYOUT) -> list[Job]:
-    """The jobs of one class: `train` templates, then `test` samples whose defect types cycle
-    through `defects` (order shuffled per class) with round(test * normal_fraction) normals.
-    File names follow `layout`; the draws do not depend on it."""
-    return list(iter_class(cls, seed, train, test, normal_fraction, defects, layout))
-
-
 def iter_class(cls: str, seed: int, train: int, test: int, normal_fraction: float, defects: list[str],
                layout: str = asn.LAYOUT):
-    """plan_class one job at a time (the test plan is held as one small integer per sample)."""
+    """The jobs of one class, one at a time: `train` templates, then `test` samples whose defect types
+    cycle through `defects` (order shuffled per class) with round(test * normal_fraction) normals.
+    File names follow `layout`; the draws do not depend on it. The test plan is held as one small
+    integer per sample."""
     names = point_output(layout)
     for k in range(train):
         yield Job(cls, "train", k, GOOD, names.sample_name(cls, "train", k))
@@ -376,10 +371,6 @@ class BuildResult:
     def records(self) -> list[Record]:
         """Every sample's record, in plan order, read from disk (the build itself keeps none in memory)."""
         return [_read_record(self.out, j) for j in self.jobs]
-
-    @property
-    def written(self) -> list[Record]:
-        return [r for r in self.records if not r.rejected]
 
     def table(self) -> str:
         return self.stats.table()
