@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from anomalygen.detectors import available_detectors, get_detector
 from anomalygen.detectors.engine import evaluate_run, train_detector
+from anomalygen.detectors.resources import device_description
 
 DATA = {
     "points": ("build-shapenet", "--classes", "2"),
@@ -46,27 +46,6 @@ def build(kind: str, root: Path) -> Path:
         subprocess.run([sys.executable, "-m", "anomalygen.cli", *DATA[kind], "--out", str(root)], check=True,
                        stdout=subprocess.DEVNULL)
     return root
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    from anomalygen.detectors.base import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)} (cuda)"
-    return f"{cpu_name()}, {os.cpu_count()} logical CPUs (cpu)"
 
 
 def fmt(v, key: str) -> str:
@@ -100,7 +79,7 @@ def main(argv=None) -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-detectors-"))
     work.mkdir(parents=True, exist_ok=True)
     overrides = {**({"run.threads": args.threads} if args.threads else {}), **parse_overrides(args.overrides)}
-    print(f"device: {device_name(args.device)}; torch {torch.__version__}; load average {os.getloadavg()}")
+    print(f"device: {device_description(args.device)}; torch {torch.__version__}; load average {os.getloadavg()}")
     rows = []
     for kind in DATA:
         if args.only and kind != args.only:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from anomalygen.detectors.engine import evaluate_run, train_detector
+from anomalygen.detectors.resources import device_description
 from anomalygen.recipes import builtin_recipes, get_key, load_recipe, parse_overrides
 
 PAPER_TABLE4 = {"random": (0.55, 0.61), "fps": (0.64, 0.62), "gps": (0.66, 0.65)}
@@ -37,17 +38,6 @@ def build(classes: int, root: Path) -> Path:
         subprocess.run([sys.executable, "-m", "anomalygen.cli", "build-shapenet", "--classes", str(classes),
                         "--out", str(root)], check=True, stdout=subprocess.DEVNULL)
     return root
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    from anomalygen.detectors.base import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)} (cuda)"
-    return f"CPU, {os.cpu_count()} logical CPUs (cpu)"
 
 
 def run_detector(name: str, data: Path, out: Path, recipe: str, overrides: dict, device: str) -> dict:
@@ -82,7 +72,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     common = {"run.threads": args.threads} if args.threads else {}
     overrides = {**common, **parse_overrides(args.overrides)}
-    print(f"device: {device_name(args.device)}; torch {torch.__version__}; load average {os.getloadavg()}")
+    print(f"device: {device_description(args.device)}; torch {torch.__version__}; load average {os.getloadavg()}")
     data = build(args.classes, work / f"data-shapenet-{args.classes}")
 
     pretrain_s = None

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from anomalygen.detectors import available_detectors
+from anomalygen.detectors.resources import device_description
 from anomalygen.detectors.zeroshot import matrices_markdown, zero_shot
 from anomalygen.recipes import parse_overrides
 
@@ -32,19 +33,6 @@ CLASSES = "bagel,cable_gland,carrot,foam"
 
 def default_detectors() -> str:
     return "zal3d,btf" if "zal3d" in available_detectors() else "btf"
-
-
-def device_line(device: str) -> str:
-    import torch
-
-    from anomalygen.detectors.base import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)} (cuda)"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else "unknown CPU"
-    return f"{cpu}, {os.cpu_count()} logical CPUs (cpu); torch {torch.__version__}"
 
 
 def main(argv=None) -> int:
@@ -70,7 +58,9 @@ def main(argv=None) -> int:
     overrides = parse_overrides(args.overrides)
     if args.threads:
         overrides["run.threads"] = args.threads
-    print(f"device: {device_line(args.device)}; load average {os.getloadavg()}")
+    import torch
+
+    print(f"device: {device_description(args.device)}; torch {torch.__version__}; load average {os.getloadavg()}")
     t0 = time.perf_counter()
     result = zero_shot(args.detectors, data, work / f"zero-shot-{args.detectors.replace(',', '-')}",
                        classes=args.classes, recipe=args.recipe, overrides=overrides, device=args.device)

@@ -1,4 +1,5 @@
-"""Time and peak-memory measurement around the scoring of one class.
+"""Time and peak-memory measurement around the scoring of one class, and the name of the device
+measured (benchmarks print it above their tables).
 
 Peak CPU memory is the process's peak resident set size (VmHWM). On Linux it is reset
 before each measured block by writing 5 to /proc/self/clear_refs, so each class reports its
@@ -8,6 +9,8 @@ On cuda, torch's max_memory_allocated is reset and read the same way.
 
 from __future__ import annotations
 
+import os
+import platform
 import resource
 import sys
 import time
@@ -73,3 +76,24 @@ class Meter:
         if self.device.type == "cuda":
             out["gpu_max_allocated_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         return out
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (platform's guess elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def device_description(device) -> str:
+    """'<GPU name> (cuda)' or '<CPU model>, N logical CPUs (cpu)' for a device spec ('auto', 'cpu', 'cuda:0')."""
+    from anomalygen.detectors.base import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (cuda)"
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs (cpu)"
