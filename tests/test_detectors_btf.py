@@ -155,3 +155,20 @@ def test_kdtree_spread_equals_the_torch_spread():
     _, idx = knn(torch.from_numpy(pts), torch.from_numpy(centers), 1)
     got = spread_to_points(torch.from_numpy(pts), torch.from_numpy(centers), torch.from_numpy(s))
     assert np.array_equal(got.numpy(), s[idx[:, 0].numpy()])
+
+
+@pytest.mark.parametrize("size,grid", [(224, 28), (224, 56), (48, 24), (100, 28)])
+def test_patch_pooling_equals_torch_pooling(size, grid):
+    # BTF's 3x3 mean + adaptive pool, computed as two matrix products: the same patch features
+    # as torch's pooling layers (100 -> 28 has uneven, overlapping bins)
+    import torch.nn.functional as F
+
+    from anomalygen.detectors.btf.features import pool_features
+
+    rng = np.random.default_rng(size + grid)
+    fmap = (rng.random((size, size, 33)) * (rng.random((size, size, 1)) < 0.3) * 50).astype(np.float32)
+    t = torch.from_numpy(fmap).permute(2, 0, 1)[None]
+    ref = F.adaptive_avg_pool2d(F.avg_pool2d(t, 3, stride=1, padding=1), (grid, grid))[0].permute(1, 2, 0)
+    got = pool_features(fmap, grid)
+    assert got.shape == (grid * grid, 33)
+    np.testing.assert_allclose(got.numpy(), ref.reshape(grid * grid, 33).numpy(), rtol=1e-5, atol=1e-4)

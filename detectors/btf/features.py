@@ -11,6 +11,7 @@ training samples) so that every sample is measured with the same ruler.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,16 +62,40 @@ def prepare_xyz(xyz: np.ndarray, settings: ImageSettings, seed: int) -> np.ndarr
     return small
 
 
+@lru_cache(maxsize=8)
+def pool_matrix(size: int, grid: int) -> torch.Tensor:
+    """(grid, size) float32: one axis of BTF's pooling, a 3-wide mean (stride 1, zero padding counted,
+    as torch's avg_pool2d(3, 1, 1)) followed by adaptive average pooling to `grid` cells (bins
+    [floor(i s / g), ceil((i+1) s / g)), as torch's adaptive_avg_pool2d). Both are linear and act on
+    rows and columns separately, so the pair is P X P^T per channel: two small matrix products
+    instead of two pooling passes over the 33 x s x s map (~10x less time at 224 -> 28)."""
+    box = np.zeros((size, size))
+    for y in range(size):
+        box[y, max(0, y - 1):min(size, y + 2)] = 1.0 / 3.0
+    adaptive = np.zeros((grid, size))
+    for i in range(grid):
+        a, b = (i * size) // grid, -(-(i + 1) * size // grid)
+        adaptive[i, a:b] = 1.0 / (b - a)
+    return torch.from_numpy((adaptive @ box).astype(np.float32))
+
+
+def pool_features(feature_grid: np.ndarray, grid: int) -> torch.Tensor:
+    """(G*G, C) patch features of an (s, s, C) per-pixel feature map: the 3x3 mean, then the
+    adaptive pool to G x G (equal to F.adaptive_avg_pool2d(F.avg_pool2d(f, 3, 1, 1), G) up to
+    float32 rounding; tests/test_detectors_btf.py checks it)."""
+    s, c = feature_grid.shape[0], feature_grid.shape[-1]
+    p = pool_matrix(s, grid)
+    rows = (p @ torch.from_numpy(feature_grid).reshape(s, s * c)).reshape(grid, s, c)
+    return torch.matmul(p[None], rows).reshape(grid * grid, c)
+
+
 def image_features(small: np.ndarray, settings: ImageSettings, scale: float) -> torch.Tensor:
     """(G*G, 33) patch features of a prepared organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
     s, g = settings.image_size, settings.feature_grid
-    valid = np.any(small != 0, axis=-1)
+    valid = (small[..., 0] != 0) | (small[..., 1] != 0) | (small[..., 2] != 0)
     grid = np.zeros((s, s, FPFH_DIM), np.float32)
     if valid.sum() >= 3:
         # MVTec xyz is in camera coordinates: orient normals toward the camera at the origin.
         grid[valid] = fpfh(small[valid], settings.normal_radius * scale, settings.feature_radius * scale,
                            settings.normal_max_nn, settings.feature_max_nn, toward=np.zeros(3))
-    f = torch.from_numpy(grid).permute(2, 0, 1)[None]
-    f = F.avg_pool2d(f, 3, stride=1, padding=1)
-    f = F.adaptive_avg_pool2d(f, (g, g))
-    return f[0].permute(1, 2, 0).reshape(g * g, FPFH_DIM)
+    return pool_features(grid, g)
