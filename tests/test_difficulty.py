@@ -13,7 +13,7 @@ import pytest
 import trimesh
 from scipy.spatial.distance import cdist
 
-from anomalygen.builds.difficulty import DEPTH_HARD_FACTOR, LEVELS, difficulty_value
+from anomalygen.builds.difficulty import DEPTH_HARD_FACTOR, LEVELS, MAX_LEVEL, difficulty_value
 from anomalygen.builds.settings import das3d_config, render_config
 from anomalygen.builds.shapenet import (Job, _anomalous_sample, build_dataset, class_mesh, defect_params,
                                         sample_seed, settings_from_recipe)
@@ -65,7 +65,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 def test_levels_and_user_errors():
     assert difficulty_value("easy") == 0.0 < difficulty_value("paper") < difficulty_value("hard")
     assert difficulty_value(0.3) == 0.3 and LEVELS["hard"] == difficulty_value("hard")
-    for bad in ("medium", -0.1, 1.6, True, None):
+    for bad in ("medium", -0.1, MAX_LEVEL + 0.1, True, None):
         with pytest.raises(AnomalygenError, match="difficulty"):
             difficulty_value(bad)
     with pytest.raises(AnomalygenError, match="difficulty"):

@@ -66,6 +66,11 @@ def target_area(mesh: trimesh.Trimesh, p: dict) -> float:
     return float(p["target_ratio"]) * float(p["size_scale"]) * float(mesh.area)
 
 
+# a bump or dent is at least this many tau high unless its parameters say otherwise (the difficulty
+# dial lowers it): lower ones label only a small core of a wide, flat footprint
+MIN_HEIGHT_TAU = 2.5
+
+
 def bump_plan(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, sign: float):
     """Where a bulge (sign +1) or dent (-1) goes and how high: (centre, normal, height, tau,
     labeled radius). Draws only the surface point from `rng`. A dent is never deeper than
@@ -77,7 +82,7 @@ def bump_plan(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, sign: fl
     if sign < 0:  # never push through the wall: keep a fraction of the local thickness
         h = min(h, float(p["max_wall_fraction"]) * g.wall_thickness(mesh, c, n))
     tau = float(p["tau"]) * D
-    h = max(h, 2.5 * tau)
+    h = max(h, float(p.get("min_height_tau", MIN_HEIGHT_TAU)) * tau)
     r_lab = g.region_radius(mesh, c, n, target_area(mesh, p))
     return c, n, h, tau, r_lab
 
