@@ -117,9 +117,14 @@ def depth_defect(z: np.ndarray, fg: np.ndarray, params: DefectParams, cfg: DAS3D
 def mix_rgb(rgb: np.ndarray, mask: np.ndarray, texture: np.ndarray, beta: float) -> np.ndarray:
     """Eq. 8: I_a = (1-M*) I + M* ((1-beta) I_u + beta I); uint8 in, uint8 out; unchanged where M* = 0."""
     idx = np.flatnonzero(mask)  # flat pixel indices: cheaper than a boolean (H, W) mask over (H, W, 3)
+    return mix_rgb_at(rgb, idx, texture.reshape(-1, rgb.shape[-1])[idx], beta)
+
+
+def mix_rgb_at(rgb: np.ndarray, idx: np.ndarray, texture: np.ndarray, beta: float) -> np.ndarray:
+    """Eq. 8 with M* given as flat pixel indices `idx` and I_u as its (N, 3) pixels there."""
     out = rgb.copy()
     flat = out.reshape(-1, rgb.shape[-1])
-    mixed = (1.0 - beta) * texture.reshape(-1, rgb.shape[-1])[idx].astype(np.float32) + beta * flat[idx].astype(np.float32)
+    mixed = (1.0 - beta) * texture.astype(np.float32) + beta * flat[idx].astype(np.float32)
     flat[idx] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out
 
@@ -187,12 +192,18 @@ def no_defect_error(cfg: DAS3DConfig, fg: np.ndarray) -> AnomalygenError:
 
 def textured(rgb: np.ndarray, mask: np.ndarray, beta: float, rng: np.random.Generator, textures=None):
     """Eq. 8 with a texture I_u drawn from `textures` (default: the offline TextureSource):
-    (I_a, texture name)."""
+    (I_a, texture name). A source with `draw_at` makes only the pixels under M*; any other
+    object with `draw(shape, rng)` gives the whole texture."""
     from anomalygen.depth.textures import TextureSource
 
     textures = textures if textures is not None else TextureSource()
-    tex, name = textures.draw(rgb.shape[:2], rng)
-    return mix_rgb(rgb, mask, tex, beta), name
+    idx = np.flatnonzero(mask)
+    if hasattr(textures, "draw_at"):
+        tex, name = textures.draw_at(rgb.shape[:2], rng, idx)
+    else:
+        tex, name = textures.draw(rgb.shape[:2], rng)
+        tex = tex.reshape(-1, rgb.shape[-1])[idx]
+    return mix_rgb_at(rgb, idx, tex, beta), name
 
 
 def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS3DConfig,
