@@ -192,7 +192,7 @@ class TextureSource:
             rows, cols = idx // shape[1], idx % shape[1]
             box = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1) if len(idx) else (0, 1, 0, 1)
             sub = _crop_resize(img, shape, rng, box)
-            tex = sub.reshape(-1, 3)[(rows - box[0]) * (box[3] - box[2]) + (cols - box[2])]
+            tex = np.take(sub.reshape(-1, 3), (rows - box[0]) * (box[3] - box[2]) + (cols - box[2]), axis=0)
         tex = tex.astype(np.float32)
         if grey:
             tex = tex * rng.uniform(0.4, 1.2, 3)  # grey photograph: random tint
