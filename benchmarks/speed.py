@@ -1,6 +1,6 @@
 """Speed where users wait: each figure beside its anchor, in one run.
 
-    python benchmarks/speed.py [--rounds 5] [--seconds 0.5] [--skip-btf-images] [--cpu-time]
+    python benchmarks/speed.py [--rounds 5] [--seconds 0.5] [--skip-btf-images] [--cpu-time] [--only 1|2|3]
 
 Three paths (anchors: the targets and the reference figures they are judged against):
   1. one DAS3D sample (depth + RGB, 256^2), numpy on 1 core      anchor: 2.5 ms goal (21.5 ms measured before)
@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=0.5, help="timing window per side per round")
     ap.add_argument("--skip-btf-images", action="store_true", help="skip 3b (renders and fits two BTF models)")
+    ap.add_argument("--only", type=int, choices=(1, 2, 3), help="run this section alone")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with this process's CPU seconds (every path here runs on one thread): on a machine "
                          "shared by other jobs, wall time mostly measures them")
@@ -198,11 +199,14 @@ def main() -> None:
     print(f"clock: {'CPU seconds of this process' if a.cpu_time else 'wall'}")
     print(f"cpus {os.cpu_count()}, load average before {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           "(other processes share these cores: compare the ratios, taken in alternating rounds)")
-    das3d(a.rounds, a.seconds)
-    text_tables(a.rounds, a.seconds)
-    btf_points(a.rounds, a.seconds)
-    if not a.skip_btf_images:
-        btf_images(a.rounds)
+    if a.only in (None, 1):
+        das3d(a.rounds, a.seconds)
+    if a.only in (None, 2):
+        text_tables(a.rounds, a.seconds)
+    if a.only in (None, 3):
+        btf_points(a.rounds, a.seconds)
+        if not a.skip_btf_images:
+            btf_images(a.rounds)
     print(f"\nload average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
