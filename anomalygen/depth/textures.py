@@ -68,9 +68,27 @@ def procedural_texture(kind: str, size: int, rng: np.random.Generator, at: np.nd
     else:
         raise ValueError(f"unknown procedural texture {kind!r}")
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    rgb = g[..., None] * (c1 - c0)  # c0 + g (c1 - c0), computed in place (same float64 values)
-    rgb += c0
+    return _colour(g, c1 - c0, c0)
+
+
+def _colour(g: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """uint8 g.shape + (3,): clip(g[..., None] * gain + offset) with its float64 values, computed channel by
+    channel (a broadcast over a last axis of 3 runs ~5x slower)."""
+    rgb = gain[:, None] * np.asarray(g, np.float64).reshape(1, -1)  # (3, N)
+    rgb += offset[:, None]
+    return _channels_last(np.clip(rgb, 0, 255, out=rgb), g.shape)
+
+
+def _tint(img: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """uint8 clip(img * gain) of a uint8 (..., 3) image and per-channel gains: the float64 values of
+    `img.astype(np.float32) * gain` (uint8 -> float64 is exact either way, in one pass instead of two)."""
+    rgb = np.asarray(img, np.float64) * gain
     return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
+
+
+def _channels_last(planes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(3, N) float values in [0, 255] -> C-contiguous uint8 shape + (3,)."""
+    return np.ascontiguousarray(planes.astype(np.uint8).T).reshape(shape + (3,))
 
 
 def _crop_resize(img: np.ndarray | Image.Image, shape: tuple[int, int], rng: np.random.Generator,
@@ -193,7 +211,6 @@ class TextureSource:
             box = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1) if len(idx) else (0, 1, 0, 1)
             sub = _crop_resize(img, shape, rng, box)
             tex = np.take(sub.reshape(-1, 3), (rows - box[0]) * (box[3] - box[2]) + (cols - box[2]), axis=0)
-        tex = tex.astype(np.float32)
-        if grey:
-            tex = tex * rng.uniform(0.4, 1.2, 3)  # grey photograph: random tint
-        return np.clip(tex, 0, 255).astype(np.uint8), (Path(name).name if self.folder else name)
+        if grey:  # grey photograph: random tint
+            tex = _tint(tex, rng.uniform(0.4, 1.2, 3))
+        return tex.astype(np.uint8), (Path(name).name if self.folder else name)
