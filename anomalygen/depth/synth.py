@@ -141,7 +141,7 @@ def _depth_defect(z, fg, fg_box, params: DefectParams, cfg: DAS3DConfig, scale: 
             band = (max(mt - y0, 0), min(mb + k.shape[0] - 1 - y0, h), max(ml - x0, 0), min(mr + k.shape[1] - 1 - x0, w))
             win = (slice(band[0], band[1]), slice(band[2], band[3]))
             d = convolve_same(m_t, k, band, (mt, mb))  # fftconvolve(..., mode="same")[band], bit for bit
-            d[np.abs(d) < FFT_EPS] = 0.0
+            d = np.where(np.abs(d) < FFT_EPS, 0.0, d)
             d *= fg[win]
             delta[win] = d
             d = delta[win]
@@ -166,6 +166,14 @@ def mix_rgb_at(rgb: np.ndarray, idx: np.ndarray, texture: np.ndarray, beta: floa
     return out
 
 
+def flat_indices(sub: np.ndarray, box: tuple[int, int, int, int], width: int) -> np.ndarray:
+    """Flat indices, in an image `width` pixels wide, of the non-zero pixels of `sub`, its box
+    (top, bottom, left, right): np.flatnonzero of the whole image, reading only the box."""
+    q = np.flatnonzero(sub)
+    w = box[3] - box[2]
+    return q + (q // w) * (width - w) + (box[0] * width + box[2])
+
+
 def put_rows(a: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:
     """a[idx] = rows for a C-contiguous 2-D array, each row moved as one opaque item (`a[idx] = rows`
     copies element by element, ~3x slower for rows of 3)."""
@@ -183,11 +191,8 @@ def move_along_rays(xyz: np.ndarray, z_a: np.ndarray, fg: np.ndarray,
     nan, where Z_a / Z is nan)."""
     if box is None or not np.isfinite(xyz[..., 2]).all():
         return _moved(xyz, z_a, fg)
-    t, b, l, r = box
     out = xyz.astype(np.float32)
-    w = xyz.shape[1]
-    q = np.flatnonzero(z_a[t:b, l:r] != xyz[t:b, l:r, 2])
-    p = q + (q // (r - l)) * (w - (r - l)) + (t * w + l)  # flat indices in the whole image
+    p = flat_indices(z_a[box[0]:box[1], box[2]:box[3]] != xyz[box[0]:box[1], box[2]:box[3], 2], box, xyz.shape[1])
     rows = np.take(xyz.reshape(-1, 3), p, axis=0)
     put_rows(out.reshape(-1, 3), p, _moved(rows, np.take(z_a.reshape(-1), p), np.take(fg.reshape(-1), p)))
     return out
@@ -199,7 +204,9 @@ def _moved(xyz: np.ndarray, z_a: np.ndarray, fg: np.ndarray) -> np.ndarray:
     sel = fg & (z != 0)
     f = np.ones_like(z)
     np.divide(z_a, z, out=f, where=sel)
-    out = xyz * f[..., None]  # X and Y scaled; Z replaced below
+    out = np.empty(xyz.shape, np.result_type(xyz, f))  # xyz * f[..., None], one channel at a time (~6x faster)
+    np.multiply(xyz[..., 0], f, out=out[..., 0])
+    np.multiply(xyz[..., 1], f, out=out[..., 1])
     out[..., 2] = np.where(sel, z_a, z)
     return out.astype(np.float32, copy=False)
 
@@ -254,14 +261,15 @@ def no_defect_error(cfg: DAS3DConfig, fg: np.ndarray) -> AnomalygenError:
                            f"(foreground covers {fg.mean():.4f} of the image); widen depth.anomaly_ratio")
 
 
-def textured(rgb: np.ndarray, mask: np.ndarray, beta: float, rng: np.random.Generator, textures=None):
+def textured(rgb: np.ndarray, mask: np.ndarray, beta: float, rng: np.random.Generator, textures=None,
+             idx: np.ndarray | None = None):
     """Eq. 8 with a texture I_u drawn from `textures` (default: the offline TextureSource):
     (I_a, texture name). A source with `draw_at` makes only the pixels under M*; any other
-    object with `draw(shape, rng)` gives the whole texture."""
+    object with `draw(shape, rng)` gives the whole texture. `idx`: np.flatnonzero(mask) if known."""
     from anomalygen.depth.textures import TextureSource
 
     textures = textures if textures is not None else TextureSource()
-    idx = np.flatnonzero(mask)
+    idx = np.flatnonzero(mask) if idx is None else idx
     if hasattr(textures, "draw_at"):
         tex, name = textures.draw_at(rgb.shape[:2], rng, idx)
     else:
@@ -284,14 +292,17 @@ def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS
     for tries in range(1, cfg.max_tries + 1):
         params = draw_params(rng, cfg, xyz.shape[:2])
         d = _depth_defect(xyz[..., 2], fg, box, params, cfg, scale)
-        if ratio_accepted(d.mask, cfg):
+        t, b, l, r = d.box
+        idx = flat_indices(d.mask[t:b, l:r], d.box, xyz.shape[1])  # M* = 0 outside d.box
+        lo, hi = cfg.anomaly_ratio
+        if len(idx) and lo <= len(idx) / d.mask.size <= hi:  # ratio_accepted: mask.mean() is this quotient
             break
     else:
         raise no_defect_error(cfg, fg)
     d.info["scale"] = scale
     out_rgb, tex_name = None, None
     if rgb is not None:
-        out_rgb, tex_name = textured(rgb, d.mask, params.beta, rng, textures)
+        out_rgb, tex_name = textured(rgb, d.mask, params.beta, rng, textures, idx)
     return Synthesized(move_along_rays(xyz, d.z_a, fg, d.box), out_rgb, d.mask, d.delta, d, tex_name, tries)
 
 
