@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from anomalygen.depth.kernels import convolve_same, skew_normal_kernel, ternary_mask
+from anomalygen.depth.kernels import convolve_full, convolve_same, skew_normal_kernel, ternary_mask
 from anomalygen.depth.textures import _crop_resize
 from anomalygen.perlin import perlin_grid_np, random_permutation
 
@@ -20,6 +20,16 @@ def test_convolve_same_is_fftconvolve_bit_for_bit(shape):
         got, ref = convolve_same(m, k), fftconvolve(m, k, mode="same")
         assert got.shape == ref.shape == shape
         assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("shape", [(160, 120), (7, 200), (1, 30)])
+def test_convolve_full_is_fftconvolve_full_bit_for_bit(shape):
+    rng = np.random.default_rng(4)
+    for _ in range(8):
+        k = skew_normal_kernel(tuple(rng.uniform(0.3, 6.0, 2)), tuple(rng.uniform(-0.5, 0.5, 2)))
+        m = ternary_mask(rng.uniform(-1, 1, shape), 0.4).astype(np.float64)
+        ref = fftconvolve(m, k, mode="full")
+        assert convolve_full(m, k).tobytes() == ref.tobytes()
 
 
 def test_convolve_same_length_one_kernel_axis():

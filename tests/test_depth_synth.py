@@ -97,25 +97,35 @@ def _whole_image_defect(z, fg, p, cfg, scale):
     return (z + change).astype(np.float32), delta, mask, m_t
 
 
-def test_depth_defect_has_the_bytes_of_the_whole_image_formulas(cfg, scene):
-    """Signed zeros included (Delta_Z is -0.0 off the foreground where the convolution is negative; Z_a keeps a
-    background's -0.0 only where the change is -0.0), on an object that touches the image border."""
+def test_depth_defect_matches_the_whole_image_formulas(cfg, scene):
+    """Delta_Z comes from an FFT over M_t's support box, not the whole image: the float64 round-off differs
+    (~1e-16), so a float32 Delta_Z may move by one ulp where it sits on a rounding boundary, and M* or Z_a
+    only where a value sits within that of t_h or of a float32 boundary; everything else keeps its bytes,
+    signed zeros included (Delta_Z is -0.0 off the foreground where the convolution is negative; Z_a
+    keeps a background's -0.0 only where the change is -0.0). The object also touches the image border."""
     xyz, _, fg = scene
     z = xyz[..., 2].copy()
     z[~fg] = -0.0
     shifted = np.roll(fg, (40, -45), (0, 1))
     rng = np.random.default_rng(8)
+    changed = 0
     for mask_fg in (fg, shifted):
         for _ in range(15):
             p = draw_params(rng, cfg, (H, H))
             d = depth_defect(z, mask_fg, p, cfg, 0.1)
-            ref = _whole_image_defect(z, mask_fg, p, cfg, 0.1)
-            for got, want in zip((d.z_a, d.delta, d.mask, d.m_t), ref):
-                assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+            z_a, delta, mask, m_t = _whole_image_defect(z, mask_fg, p, cfg, 0.1)
+            assert d.m_t.tobytes() == m_t.tobytes()
+            near = np.abs(d.delta - delta) <= np.spacing(np.abs(delta))  # at most one float32 ulp
+            assert near.all()
+            changed += int((d.delta != delta).sum())
+            same = d.delta == delta  # there every output is the whole-image one, bit for bit
+            for got, want in ((d.delta, delta), (d.mask, mask), (d.z_a, z_a)):
+                assert got.dtype == want.dtype and got[same].tobytes() == want[same].tobytes()
             t, b, l, r = d.box
             outside = np.ones(z.shape, bool)
             outside[t:b, l:r] = False
             assert not d.delta[outside].any()
+    assert changed <= 3  # round-off moves a value across a float32 boundary rarely (4 in 39 million measured)
 
 
 def test_moving_the_box_only_moves_the_same_points(cfg, scene):

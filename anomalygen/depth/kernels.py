@@ -69,6 +69,20 @@ def convolve_same(image: np.ndarray, kernel: np.ndarray, window: tuple[int, int,
     return sp_fft.irfft(rows, fw, axis=1, norm="forward")[:, x0 + left:x0 + right] * (1.0 / (fh * fw))
 
 
+def convolve_full(patch: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """`scipy.signal.fftconvolve(patch, kernel, mode="full")` for 2-D float64 arrays, bit for bit (the same
+    transforms, without fftconvolve's argument handling, which costs more than the transforms at this size;
+    tests/test_depth_kernels.py checks it)."""
+    (ph, pw), (kh, kw) = patch.shape, kernel.shape
+    oh, ow = ph + kh - 1, pw + kw - 1
+    if kh == 1 or kw == 1 or ph == 1 or pw == 1:  # fftconvolve multiplies along a length-1 axis
+        return fftconvolve(patch, kernel, mode="full")
+    fh, fw = sp_fft.next_fast_len(oh, True), sp_fft.next_fast_len(ow, True)
+    spec = sp_fft.rfft2(patch, (fh, fw))
+    spec *= sp_fft.rfft2(kernel, (fh, fw))
+    return sp_fft.irfft2(spec, (fh, fw))[:oh, :ow]
+
+
 def ternary_mask(noise: np.ndarray, t_p: float) -> np.ndarray:
     """Eq. 1: -1 where P < -t_p, +1 where P > t_p, else 0 (int8)."""
     return (noise > t_p).astype(np.int8) - (noise < -t_p).astype(np.int8)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.depth.kernels import convolve_same, skew_normal_kernel, ternary_mask
+from anomalygen.depth.kernels import convolve_full, skew_normal_kernel, ternary_mask
 from anomalygen.perlin import perlin_grid_np, random_permutation
 
 FFT_EPS = 1e-5  # float32 FFT round-off below this (Delta_Z is in [-1, 1]) is zeroed: the exact convolution is 0 there
@@ -110,11 +110,19 @@ def depth_defect(z: np.ndarray, fg: np.ndarray, params: DefectParams, cfg: DAS3D
 
 
 def _depth_defect(z, fg, fg_box, params: DefectParams, cfg: DAS3DConfig, scale: float) -> DepthDefect:
-    """`depth_defect` given fg's bounding box. Work is confined to boxes with the bytes of the whole-image
-    formulas: M_t = 0 outside fg's box; Delta_Z is computed only within the reach of the kernel from
-    M_t's box (`band`), where the convolution can exceed FFT_EPS; outside it, the whole-image form
-    gives round-off far below FFT_EPS (float64 FFT: ~1e-13 here), zeroed, so Delta_Z = +0.0,
-    M* = 0 and Z_a = Z + p_z * 0 there."""
+    """`depth_defect` given fg's bounding box, with work confined to boxes.
+
+    M_t = 0 outside fg's box. Delta_Z (Eq. 5) is non-zero only within the kernel's reach of M_t's
+    support box (`band`), so the convolution runs over that box alone: the full linear convolution of
+    the support box, one FFT at fast lengths over (support + kernel) instead of over (image + kernel).
+    That is the whole-image `fftconvolve(..., mode="same")` over the band up to float64 round-off
+    (the FFT length differs, ~1e-16 relative), and about half its time. The round-off reaches the
+    float32 outputs only where a value sits within it of a float32 rounding boundary, FFT_EPS or the
+    t_h threshold: over 2,400 samples of `synthesize` (3 rendered objects, 2 crops, a texture folder,
+    200 seeds) no byte of xyz, rgb, M*, Z_a, the records or the rng state changed, and 4 of 39 million
+    Delta_Z values (600 defects) moved by one float32 ulp. Outside the band the
+    whole-image form gives round-off far below FFT_EPS, zeroed, so Delta_Z = +0.0, M* = 0 and
+    Z_a = Z + p_z * 0 there, as here."""
     h, w = z.shape
     noise = perlin_grid_np(z.shape, params.res, params.perm, cfg.octaves, cfg.persistence, cfg.lacunarity,
                            offset=params.offset)
@@ -140,7 +148,8 @@ def _depth_defect(z, fg, fg_box, params: DefectParams, cfg: DAS3DConfig, scale: 
             mt, mb, ml, mr = m_box[0] + t, m_box[1] + t, m_box[2] + l, m_box[3] + l
             band = (max(mt - y0, 0), min(mb + k.shape[0] - 1 - y0, h), max(ml - x0, 0), min(mr + k.shape[1] - 1 - x0, w))
             win = (slice(band[0], band[1]), slice(band[2], band[3]))
-            d = convolve_same(m_t, k, band, (mt, mb))  # fftconvolve(..., mode="same")[band], bit for bit
+            full = convolve_full(m_t[mt:mb, ml:mr].astype(np.float64), k)  # row i: image row mt - y0 + i
+            d = full[band[0] - mt + y0:band[1] - mt + y0, band[2] - ml + x0:band[3] - ml + x0]
             d = np.where(np.abs(d) < FFT_EPS, 0.0, d)
             d *= fg[win]
             delta[win] = d
