@@ -186,6 +186,9 @@ def flat_indices(sub: np.ndarray, box: tuple[int, int, int, int], width: int) ->
 def put_rows(a: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:
     """a[idx] = rows for a C-contiguous 2-D array, each row moved as one opaque item (`a[idx] = rows`
     copies element by element, ~3x slower for rows of 3)."""
+    if not a.flags.c_contiguous:
+        a[idx] = rows
+        return
     item = np.dtype((np.void, a.shape[1] * a.itemsize))
     np.put(a.reshape(-1).view(item), idx, np.ascontiguousarray(rows, a.dtype).reshape(-1).view(item))
 
@@ -200,7 +203,7 @@ def move_along_rays(xyz: np.ndarray, z_a: np.ndarray, fg: np.ndarray,
     nan, where Z_a / Z is nan)."""
     if box is None or not np.isfinite(xyz[..., 2]).all():
         return _moved(xyz, z_a, fg)
-    out = xyz.astype(np.float32)
+    out = np.array(xyz, np.float32, order="C")
     p = flat_indices(z_a[box[0]:box[1], box[2]:box[3]] != xyz[box[0]:box[1], box[2]:box[3], 2], box, xyz.shape[1])
     rows = np.take(xyz.reshape(-1, 3), p, axis=0)
     put_rows(out.reshape(-1, 3), p, _moved(rows, np.take(z_a.reshape(-1), p), np.take(fg.reshape(-1), p)))
