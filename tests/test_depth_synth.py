@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from anomalygen.depth.kernels import dilate, kernel_radius, skew_normal_kernel, ternary_mask
-from anomalygen.depth.synth import (augmentation_dropout, depth_defect, draw_params,
-                                    mix_rgb, synthesize)
+from anomalygen.depth.synth import (FFT_EPS, augmentation_dropout, depth_defect, draw_params,
+                                    mix_rgb, move_along_rays, synthesize)
 from anomalygen.depth.textures import TextureSource
 from anomalygen.builds.settings import das3d_config
+from anomalygen.perlin import perlin_grid_np
 from anomalygen.recipes import load_recipe
 
 H = 96
@@ -80,6 +81,63 @@ def test_sign_of_delta_matches_ternary_mask(cfg, scene):
         # the depth moves the way the mask says: +1 farther (dent), -1 nearer (bump)
         dz = d.z_a - scene[0][..., 2]
         assert (dz[pos_only] > 0).all() and (dz[neg_only] < 0).all()
+
+
+def _whole_image_defect(z, fg, p, cfg, scale):
+    """Eq. 1-7 written over the whole image with scipy's fftconvolve (what depth_defect computes in boxes)."""
+    from scipy.signal import fftconvolve
+
+    noise = perlin_grid_np(z.shape, p.res, p.perm, cfg.octaves, cfg.persistence, cfg.lacunarity, offset=p.offset)
+    m_t = ternary_mask(noise, cfg.t_p) * fg
+    delta = fftconvolve(m_t.astype(np.float64), skew_normal_kernel(p.sigma, p.alpha), mode="same")
+    delta[np.abs(delta) < FFT_EPS] = 0.0
+    delta = (delta * fg).astype(np.float32)
+    change = np.float32(p.p_z * scale) * delta
+    mask = ((np.abs(change) >= cfg.t_h * scale) & fg & (delta != 0)).astype(np.uint8)
+    return (z + change).astype(np.float32), delta, mask, m_t
+
+
+def test_depth_defect_matches_the_whole_image_formulas(cfg, scene):
+    """Delta_Z comes from an FFT over M_t's support box, not the whole image: the float64 round-off differs
+    (~1e-16), so a float32 Delta_Z may move by one ulp where it sits on a rounding boundary, and M* or Z_a
+    only where a value sits within that of t_h or of a float32 boundary; everything else keeps its bytes,
+    signed zeros included (Delta_Z is -0.0 off the foreground where the convolution is negative; Z_a
+    keeps a background's -0.0 only where the change is -0.0). The object also touches the image border."""
+    xyz, _, fg = scene
+    z = xyz[..., 2].copy()
+    z[~fg] = -0.0
+    shifted = np.roll(fg, (40, -45), (0, 1))
+    rng = np.random.default_rng(8)
+    changed = 0
+    for mask_fg in (fg, shifted):
+        for _ in range(15):
+            p = draw_params(rng, cfg, (H, H))
+            d = depth_defect(z, mask_fg, p, cfg, 0.1)
+            z_a, delta, mask, m_t = _whole_image_defect(z, mask_fg, p, cfg, 0.1)
+            assert d.m_t.tobytes() == m_t.tobytes()
+            near = np.abs(d.delta - delta) <= np.spacing(np.abs(delta))  # at most one float32 ulp
+            assert near.all()
+            changed += int((d.delta != delta).sum())
+            same = d.delta == delta  # there every output is the whole-image one, bit for bit
+            for got, want in ((d.delta, delta), (d.mask, mask), (d.z_a, z_a)):
+                assert got.dtype == want.dtype and got[same].tobytes() == want[same].tobytes()
+            t, b, l, r = d.box
+            outside = np.ones(z.shape, bool)
+            outside[t:b, l:r] = False
+            assert not d.delta[outside].any()
+    assert changed <= 3  # round-off moves a value across a float32 boundary rarely (4 in 39 million measured)
+
+
+def test_moving_the_box_only_moves_the_same_points(cfg, scene):
+    xyz, _, fg = scene
+    xyz = xyz.copy()
+    xyz[48, 50, 2], xyz[40, 40, 2], xyz[60, 30, 2] = np.nan, np.inf, -0.0  # non-finite Z: nan ratios, whole-image path
+    rng = np.random.default_rng(9)
+    for k in range(8):
+        x = xyz if k % 2 else np.where(np.isfinite(xyz), xyz, 0.5).astype(np.float32)
+        d = depth_defect(x[..., 2], fg, draw_params(rng, cfg, (H, H)), cfg, 0.1)
+        with np.errstate(invalid="ignore"):
+            assert move_along_rays(x, d.z_a, fg, d.box).tobytes() == move_along_rays(x, d.z_a, fg).tobytes()
 
 
 def test_refined_mask_threshold_eq7(cfg, scene):

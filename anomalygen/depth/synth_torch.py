@@ -9,6 +9,7 @@ largest and applied as one batched FFT convolution.
 from __future__ import annotations
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from anomalygen.depth.kernels import kernel_radius, skew_normal_kernel
 from anomalygen.perlin import perlin_grid_torch
@@ -36,9 +37,11 @@ def depth_defect_batch(z, fg, params: list[DefectParams], cfg: DAS3DConfig, scal
         ks[i, 0, r - ri:r + ri + 1, r - ri:r + ri + 1] = k
     # Eq. 5 as a batched FFT convolution ('same' crop of the full linear convolution)
     kt = torch.as_tensor(ks[:, 0], device=dev)
-    fh, fw = h + 2 * r, w + 2 * r
+    # padded to FFT-friendly sizes (2, 3, 5, 7 factors): h + 2r is often 4 x a large prime (292 = 4 x 73)
+    fh, fw = next_fast_len(h + 2 * r), next_fast_len(w + 2 * r)
     spec = torch.fft.rfft2(m_t.to(torch.float32), s=(fh, fw)) * torch.fft.rfft2(kt, s=(fh, fw))
-    delta = torch.fft.irfft2(spec, s=(fh, fw))[:, r:r + h, r:r + w]
+    rows = torch.fft.ifft(spec, dim=-2)[:, r:r + h]  # the inverse of rfft2, keeping only the 'same' rows
+    delta = torch.fft.irfft(rows, n=fw, dim=-1)[:, :, r:r + w]
     delta = torch.where(delta.abs() < FFT_EPS, torch.zeros_like(delta), delta) * fgf
     pz = torch.tensor([p.p_z for p in params], dtype=torch.float32, device=dev)[:, None, None]
     sc = torch.as_tensor(scale, dtype=torch.float32, device=dev).reshape(b, 1, 1)
