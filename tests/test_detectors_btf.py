@@ -172,3 +172,14 @@ def test_patch_pooling_equals_torch_pooling(size, grid):
     got = pool_features(fmap, grid)
     assert got.shape == (grid * grid, 33)
     np.testing.assert_allclose(got.numpy(), ref.reshape(grid * grid, 33).numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_btf_scores_scans_smaller_than_its_grid_at_their_own_size(image_data):
+    # 48 px scans with the default 224 px grid: upsampling would repeat every point and FPFH over
+    # duplicates gives every patch one feature (a constant map); they are scored at 48 px instead
+    train, test = _split(image_data, "dome")
+    det = get_detector("btf")({"images": {"image_size": 224, "feature_grid": 28}}, device="cpu").fit(train)
+    res = [det.score(s) for s in test]
+    assert all(m.shape == s.mask.shape and np.ptp(m) > 0 for (_, m), s in zip(res, test))
+    assert image_auroc([s.anomalous for s in test], [r[0] for r in res]) >= 0.9
+    assert aupro([s.mask for s in test], [r[1] for r in res]) >= 0.8

@@ -16,6 +16,8 @@ BTF has no network: what is saved is the memory bank and the scale.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +113,7 @@ class BTFDetector(Detector):
         return point_features(points, self.settings.points, self.scale, self.device)
 
     def _prepare_xyz(self, xyz: np.ndarray) -> np.ndarray:
-        return prepare_xyz(xyz, self.settings.images, self.settings.seed)
+        return prepare_xyz(xyz, self.settings.images, self.settings.seed, upsample=False)
 
     # -- interface ---------------------------------------------------------------------
     def _fit(self, data, options) -> None:
@@ -172,7 +174,7 @@ class BTFDetector(Detector):
                 dense = spread_to_points(pts, torch.from_numpy(subs[i]).to(self.device), d, self.settings.points.spread_k)
                 out.append((obj, dense.cpu().numpy()))
             else:
-                g = self.settings.images.feature_grid
+                g = math.isqrt(n)  # feature_grid, or the scan's side when the scan is smaller
                 size = tuple(s.xyz.shape[:2])
                 amap = spread_to_pixels(d.reshape(g, g), size, scaled_sigma(self.settings.images.blur_sigma, size))
                 out.append((obj, amap.cpu().numpy()))

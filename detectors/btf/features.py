@@ -1,7 +1,7 @@
 """BTF's handcrafted features: FPFH where BTF computes it, for both kinds of data.
 
 Point clouds: FPFH on a farthest-point subsample (one feature per subsampled point).
-Organized clouds: xyz resized (nearest) to `image_size`, background removed, FPFH on the
+Organized clouds: xyz resized (nearest) to `image_size` (never up, for BTF), background removed, FPFH on the
 valid pixels' points laid back on the grid, smoothed with a 3x3 mean and pooled to a
 `feature_grid` x `feature_grid` patch grid.
 
@@ -49,11 +49,15 @@ def point_features(points: np.ndarray, settings: PointSettings, scale: float,
                      settings.normal_max_nn, settings.feature_max_nn)
 
 
-def prepare_xyz(xyz: np.ndarray, settings: ImageSettings, seed: int) -> np.ndarray:
+def prepare_xyz(xyz: np.ndarray, settings: ImageSettings, seed: int, upsample: bool = True) -> np.ndarray:
     """xyz resized (nearest) to image_size^2, background zeroed as BTF preprocesses MVTec 3D-AD:
     RANSAC plane on the border pixels, points within plane_distance dropped, largest DBSCAN
-    cluster kept (anomalygen.scans.remove_background, seeded, deterministic)."""
-    s = settings.image_size
+    cluster kept (anomalygen.scans.remove_background, seeded, deterministic).
+
+    upsample=False keeps a scan smaller than image_size at its own size (the shorter side): nearest
+    upsampling repeats every point, and FPFH over neighbourhoods of exact duplicates degenerates
+    (a 64 px scan upsampled to 224 gave every patch the same feature: a constant map)."""
+    s = settings.image_size if upsample else min(settings.image_size, *np.shape(xyz)[:2])
     t = torch.as_tensor(np.asarray(xyz), dtype=torch.float32).permute(2, 0, 1)[None]
     small = F.interpolate(t, size=(s, s), mode="nearest")[0].permute(1, 2, 0).numpy().copy()
     if settings.remove_background and np.any(small != 0):
@@ -91,7 +95,7 @@ def pool_features(feature_grid: np.ndarray, grid: int) -> torch.Tensor:
 
 def image_features(small: np.ndarray, settings: ImageSettings, scale: float) -> torch.Tensor:
     """(G*G, 33) patch features of a prepared organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
-    s, g = settings.image_size, settings.feature_grid
+    s, g = small.shape[0], min(settings.feature_grid, small.shape[0])
     valid = (small[..., 0] != 0) | (small[..., 1] != 0) | (small[..., 2] != 0)
     grid = np.zeros((s, s, FPFH_DIM), np.float32)
     if valid.sum() >= 3:
