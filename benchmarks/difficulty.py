@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalygen.builds.difficulty import difficulty_value, level_name
+from anomalygen.builds.difficulty import LEVELS, difficulty_value, level_name
 from anomalygen.builds.shapenet import build_dataset
 from anomalygen.io import open_dataset
 from anomalygen.io.samples import GOOD
@@ -138,7 +138,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.axhline(0.5, color="grey", ls=":", lw=1)
         if i == 0:
             ax.axhline(TABLE3_MEAN, color="r", ls="--", lw=1, label="Table 3 BTF-FPFH mean")
-        ax.set_xlabel("difficulty t (easy = 0, paper = 1, hard = 1.5)")
+        ax.set_xlabel("difficulty t (" + ", ".join(f"{k} = {v:g}" for k, v in LEVELS.items()) + ")")
         ax.set_title(f"BTF {title} vs difficulty")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AUROC")
