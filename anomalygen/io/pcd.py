@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalygen.errors import FormatError
-from anomalygen.io._text import format_table, table_problem
+from anomalygen.io._text import Table, table_problem
 from anomalygen.io.atomic import write_bytes_atomic
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4",
@@ -163,13 +163,18 @@ def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[st
     return head.encode("ascii") + (ascii_body(pts, extra_fields) if body is None else body).encode("ascii")
 
 
-def ascii_body(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> str:
-    """The rows of an ASCII PCD body (x y z [extra ...]), every value exact."""
+def ascii_columns(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> Table:
+    """The columns of an ASCII PCD body (x y z [extra ...]) formatted, every value exact: `.text()` is
+    the body; a GT file of the same points reuses them (anomalygen.io.gt_txt)."""
     pts = np.asarray(points)
     if pts.dtype not in (np.float32, np.float64):
         pts = pts.astype(np.float32)
-    cols = [pts[:, 0], pts[:, 1], pts[:, 2]] + [np.asarray(a) for a in (extra_fields or {}).values()]
-    return format_table(cols)
+    return Table([pts[:, 0], pts[:, 1], pts[:, 2]] + [np.asarray(a) for a in (extra_fields or {}).values()])
+
+
+def ascii_body(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> str:
+    """The rows of an ASCII PCD body (x y z [extra ...]), every value exact."""
+    return ascii_columns(points, extra_fields).text()
 
 
 def write_pcd(path: str | os.PathLike, points: np.ndarray, *, binary: bool = False,
