@@ -36,13 +36,15 @@ class BuildFailed(AnomalygenError):
 
 
 def run_samples(fn: Callable, jobs: Iterable, total: int, name: Callable[[object], str], failures: list[Failed], *,
-                workers: int = 1, scheduler: str | None = None, progress=None, initializer=None) -> Iterator:
+                workers: int = 1, scheduler: str | None = None, progress=None, initializer=None,
+                affinity: Callable | None = None) -> Iterator:
     """(job, result) of every job that succeeded, as they finish; the ones that failed on every attempt
     are appended to `failures`. A file-system fault writing the output (OutputError: disk full, read-only,
     not writable) stops the build at once: it is the run's fault, not the sample's, and retrying the other
-    samples would only repeat it."""
+    samples would only repeat it. `affinity`: see anomalygen.parallel.run_tasks (jobs sharing per-process
+    set-up, e.g. one class's mesh, run in one local process)."""
     for job, result in run_tasks(fn, jobs, total, name, workers=workers, scheduler=scheduler, progress=progress,
-                                 initializer=initializer, fatal=(OutputError,)):
+                                 initializer=initializer, fatal=(OutputError,), affinity=affinity):
         if isinstance(result, Failed):
             failures.append(result)
         else:
