@@ -549,6 +549,7 @@ def _class_of(args) -> str:
 
 def _worker_init():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    g.one_boolean_thread()
 
 
 def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, stats: SampleStats,

@@ -73,7 +73,7 @@ class PointLayout(Dataset):
         # an anomalous sample's points go into the .pcd and the GT text: format the floats once, for both
         xyz = ascii_columns(pts) if anomalous and not binary and pts.dtype in (np.float32, np.float64) else None
         out = {"pcd": write_pcd(base / sample.split / f"{sample.name}.pcd", pts, binary=binary,
-                                body=None if xyz is None else xyz.text())}
+                                body=None if xyz is None else xyz.bytes())}
         if anomalous:
             out["gt"] = write_gt_txt(base / cls.gt_dir / f"{sample.name}.txt", pts, sample.labels, cls.delimiter, xyz)
         return out

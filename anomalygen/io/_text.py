@@ -156,11 +156,11 @@ class Table:
         self.slots = [_slots(c) for c in columns]
         self.rows = len(columns[0]) if columns else 0
 
-    def text(self, sep: str = " ", extra: list[np.ndarray] | None = None) -> str:
-        """The rows, one line each, values joined by `sep`; `extra` columns appended (formatted now)."""
+    def bytes(self, sep: str = " ", extra: list[np.ndarray] | None = None) -> bytes:
+        """The rows as ascii, one line each, values joined by `sep`; `extra` columns appended (formatted now)."""
         slots = self.slots + [_slots(c) for c in extra or []]
         if self.rows == 0 or not slots:
-            return ""
+            return b""
         s = np.frombuffer(sep.encode("ascii"), np.uint8)
         parts = []
         for i, block in enumerate(slots):
@@ -169,7 +169,10 @@ class Table:
             parts.append(block)
         parts.append(np.full((self.rows, 1), ord("\n"), np.uint8))
         flat = np.concatenate(parts, axis=1).reshape(-1)
-        return flat[flat != 0].tobytes().decode("ascii")
+        return flat[flat != 0].tobytes()
+
+    def text(self, sep: str = " ", extra: list[np.ndarray] | None = None) -> str:
+        return self.bytes(sep, extra).decode("ascii")
 
 
 def format_table(columns: list[np.ndarray], sep: str = " ") -> str:

@@ -49,7 +49,7 @@ def gt_txt_bytes(points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA,
         raise ValueError(f"points (N,3) and labels (N,) expected, got {pts.shape} and {lab.shape}")
     if xyz is None:
         xyz = Table([pts[:, 0], pts[:, 1], pts[:, 2]])
-    return xyz.text(delimiter, [lab.astype(np.int64)]).encode("ascii")
+    return xyz.bytes(delimiter, [lab.astype(np.int64)])
 
 
 def write_gt_txt(path: str | os.PathLike, points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA,

@@ -132,9 +132,10 @@ def read_pcd_xyz(path: str | os.PathLike) -> np.ndarray:
 
 
 def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[str, np.ndarray] | None = None,
-              body: str | None = None) -> bytes:
+              body: str | bytes | None = None) -> bytes:
     """Serialize (N,3) points (+ optional (N,) extra fields) as PCD v0.7 bytes. `body`: the ASCII rows
-    already formatted (`ascii_body` of the same arrays), when the caller needs them for a GT file too."""
+    already formatted (`ascii_columns(...).bytes()` of the same arrays), when the caller needs them for
+    a GT file too."""
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points must be (N, 3), got {pts.shape}")
@@ -160,7 +161,9 @@ def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[st
         for k, v in cols.items():
             rec[k] = v
         return head.encode("ascii") + rec.tobytes()
-    return head.encode("ascii") + (ascii_body(pts, extra_fields) if body is None else body).encode("ascii")
+    if body is None:
+        body = ascii_columns(pts, extra_fields).bytes()
+    return head.encode("ascii") + (body.encode("ascii") if isinstance(body, str) else body)
 
 
 def ascii_columns(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> Table:
@@ -178,6 +181,6 @@ def ascii_body(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = 
 
 
 def write_pcd(path: str | os.PathLike, points: np.ndarray, *, binary: bool = False,
-              extra_fields: dict[str, np.ndarray] | None = None, body: str | None = None) -> Path:
+              extra_fields: dict[str, np.ndarray] | None = None, body: str | bytes | None = None) -> Path:
     """Write points as a PCD file atomically. ASCII by default (what Anomaly-ShapeNet ships)."""
     return write_bytes_atomic(path, pcd_bytes(points, binary=binary, extra_fields=extra_fields, body=body))
