@@ -54,7 +54,8 @@ class Failed:
         return f"{self.name}: {self.reason} (after {self.attempts} attempt{'s' * (self.attempts != 1)})"
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """The first line of an exception, with its type: what a Failed task reports."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
@@ -110,7 +111,7 @@ def _inline_tasks(fn, jobs, name, retries, fatal=()):
                 raise
             except Exception as exc:  # noqa: BLE001 - reported by name; the other jobs go on
                 if attempt > retries:
-                    yield job, Failed(name(job), _reason(exc), attempt)
+                    yield job, Failed(name(job), failure_reason(exc), attempt)
                 continue
             yield job, result
             break
@@ -150,7 +151,7 @@ def _pool_tasks(fn, jobs, name, workers, retries, initializer, fatal=()):
                 if isinstance(exc, BrokenProcessPool):
                     exc = RuntimeError("its worker process died")
                 if tries + 1 > retries:
-                    yield job, Failed(name(job), _reason(exc), tries + 1)
+                    yield job, Failed(name(job), failure_reason(exc), tries + 1)
                 else:
                     queue.append((job, tries + 1))
     finally:
@@ -158,7 +159,7 @@ def _pool_tasks(fn, jobs, name, workers, retries, initializer, fatal=()):
 
 
 LANE_DEPTH = 2  # tasks queued in each process: the next one is there when it finishes one
-STEAL_AT = 8  # an idle process takes half of another's group when that many jobs of it wait
+STEAL_AT = 2  # an idle process takes half of another's group when that many of its tasks wait
 
 
 class _Lane:
@@ -227,7 +228,7 @@ def _lane_tasks(fn, jobs, name, workers, retries, initializer, fatal, affinity):
                 if isinstance(exc, BrokenProcessPool):
                     exc = RuntimeError("its worker process died")
                 if tries + 1 > retries:
-                    yield job, Failed(name(job), _reason(exc), tries + 1)
+                    yield job, Failed(name(job), failure_reason(exc), tries + 1)
                 else:
                     lane.waiting.appendleft((job, tries + 1))
     finally:
@@ -244,7 +245,7 @@ def dask_client(address: str):
     try:
         return Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise AnomalygenError(f"--scheduler {address}: no Dask scheduler answers there ({_reason(exc)})") from None
+        raise AnomalygenError(f"--scheduler {address}: no Dask scheduler answers there ({failure_reason(exc)})") from None
 
 
 def _threads(client) -> int:
@@ -279,7 +280,7 @@ def _dask_tasks(fn, jobs, name, client, retries, initializer, fatal=()):
         elif isinstance(fut.exception(), fatal):
             raise fut.exception()
         else:  # an exception on every attempt, or KilledWorker: its worker died on every attempt allowed
-            result = Failed(name(job), _reason(fut.exception()), 1 + retries)
+            result = Failed(name(job), failure_reason(fut.exception()), 1 + retries)
         fut.release()
         nxt = submit()
         if nxt is not None:

@@ -114,3 +114,42 @@ def test_text_tables_are_what_printf_writes():
         want = "".join(sep.join(fm % v for fm, v in zip(fmts, row)) + "\n" for row in zip(*[c.tolist() for c in cols]))
         with np.errstate(invalid="ignore"):
             assert format_table(cols, sep) == want
+
+
+def test_durable_batch_shows_whole_groups_only(tmp_path, monkeypatch):
+    """A batch's files appear at its end (after one sync); a rename failing mid-group removes that
+    group's files and keeps the groups before it; an error in the block leaves nothing, no temp file."""
+    import errno
+
+    import anomalygen.io.atomic as atomic
+    from anomalygen.io.atomic import OutputError, durable_batch, write_bytes_atomic
+
+    (tmp_path / ".anomalygen").mkdir()
+    with durable_batch() as batch:
+        for g in range(3):
+            batch.begin()
+            write_bytes_atomic(tmp_path / f"a{g}.pcd", b"a")
+            write_bytes_atomic(tmp_path / f"a{g}.txt", b"b")
+        assert not list(tmp_path.glob("a*"))  # nothing visible before the commit
+    assert sorted(p.name for p in tmp_path.glob("a*")) == ["a0.pcd", "a0.txt", "a1.pcd", "a1.txt", "a2.pcd", "a2.txt"]
+
+    real = atomic._commit
+
+    def fail_b1_txt(tmp, path):
+        if path.name == "b1.txt":
+            raise OSError(errno.ENOSPC, "full")
+        real(tmp, path)
+
+    monkeypatch.setattr(atomic, "_commit", fail_b1_txt)
+    with pytest.raises(OutputError, match="b1.txt: no space"):
+        with durable_batch() as batch:
+            for g in range(3):
+                batch.begin()
+                write_bytes_atomic(tmp_path / f"b{g}.pcd", b"a")
+                write_bytes_atomic(tmp_path / f"b{g}.txt", b"b")
+    assert sorted(p.name for p in tmp_path.glob("b*")) == ["b0.pcd", "b0.txt"]
+    with pytest.raises(KeyError):
+        with durable_batch() as batch:
+            write_bytes_atomic(tmp_path / "c.pcd", b"a")
+            raise KeyError("sample failed")
+    assert not list(tmp_path.glob("c*")) and not [p for p in (tmp_path / ".anomalygen").rglob("*") if p.is_file()]
