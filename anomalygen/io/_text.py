@@ -42,7 +42,7 @@ def _percent_slots(values: np.ndarray, fmt: str, width: int | None = None) -> np
     return out
 
 
-_QUADS = np.array([f"{i:04d}".encode() for i in range(10_000)]).view(np.uint32)  # 4 ascii digits as one word
+_QUADS = np.array([f"{i:04d}".encode() for i in range(10_000)]).view("<u4")  # 4 ascii digits as one word
 _QUAD_TZ = np.array([4] + [len(f"{i:04d}") - len(f"{i:04d}".rstrip("0")) for i in range(1, 10_000)], np.int64)
 # _KEEP[g][d]: the bytes of 4-digit group g (0 = leftmost) to keep when the first d digits of 12 are kept
 _KEEP = np.array([[np.frombuffer(bytes(255 if 4 * g + i < d else 0 for i in range(4)), np.uint32)[0]
@@ -77,10 +77,48 @@ def _fraction_digits(frac: np.ndarray) -> np.ndarray:
     return d.view(np.uint8)
 
 
+_U64 = np.uint64  # shifts of uint64 arrays need uint64 operands on numpy 1.x
+
+
+def _le_word(bs: bytes) -> int:
+    return int.from_bytes(bs.ljust(8, b"\0"), "little")
+
+
+# a 16-byte slot is two little-endian words (bytes 0-7, 8-15); masks keeping its first n bytes, n <= 9
+_KEEP_LO = np.array([_le_word(b"\xff" * min(n, 8)) for n in range(10)], np.uint64)
+_KEEP_HI = np.array([_le_word(b"\xff" * max(n - 8, 0)) for n in range(10)], np.uint64)
+# [sign]0.[s zeros] of a value in [1e-4, 1) whose leading digit is s + 1 places after the point
+_PREFIX = np.array([[_le_word((b"-" if neg else b"\0") + b"0." + b"0" * s) for s in range(4)] for neg in (0, 1)],
+                   np.uint64)
+
+
+def _unit_slots(m: np.ndarray, k: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """(n, 16) bytes of '%.9g' of values in [1e-4, 1) (a unit-size object's coordinates), from their
+    9 significant digits m (the value is m / 10^k, k = 9..12): '[-]0.' + (k - 9) zeros + the digits
+    without trailing zeros. The digits are laid out in two 64-bit words and shifted into place."""
+    m32 = m.astype(np.uint32)
+    a = m32 // np.uint32(100_000_000)
+    r = m32 - a * np.uint32(100_000_000)
+    b = r // np.uint32(10_000)
+    c = r - b * np.uint32(10_000)
+    qb, qc = _QUADS[b].astype(np.uint64), _QUADS[c].astype(np.uint64)
+    lo = (a.astype(np.uint64) + _U64(48)) | (qb << _U64(8)) | (qc << _U64(40))  # digit bytes 0-7
+    hi = qc >> _U64(24)  # digit byte 8
+    tz = np.where(c != 0, _QUAD_TZ[c], np.where(b != 0, 4 + _QUAD_TZ[b], 8))  # trailing zero digits
+    lo &= _KEEP_LO[9 - tz]
+    hi &= _KEEP_HI[9 - tz]
+    s = k - 9
+    t = (s.astype(np.uint64) + _U64(3)) * _U64(8)  # room for [sign]0.[s zeros]: 24..48 bits
+    out = np.empty((len(m), 2), "<u8")
+    out[:, 1] = (hi << t) | (lo >> (_U64(64) - t))
+    out[:, 0] = (lo << t) | _PREFIX[neg.astype(np.intp), s]
+    return out.view(np.uint8)
+
+
 def _float32_slots(x: np.ndarray) -> np.ndarray:
     """(n, w) bytes of '%.9g' % each float32 value (see the module docstring for why it is exact):
     [sign][integer digits, leading zeros dropped]['.'][12 fraction digits, trailing zeros dropped];
-    w >= 15 = len('-1.23456789e-05'), the longest '%.9g' of a float32 (written as '%' writes it)."""
+    w >= 16 > len('-1.23456789e-05'), the longest '%.9g' of a float32 (written as '%' writes it)."""
     n = len(x)
     with np.errstate(invalid="ignore"):
         a = np.abs(x.astype(np.float64))
@@ -96,25 +134,35 @@ def _float32_slots(x: np.ndarray) -> np.ndarray:
         k = k - up + down
         m = np.rint(a * _POW10[k])
     fast = usable & (m >= 1e8) & (m < 1e9)
-    zero = a == 0
-    mi = np.where(fast, m, 0).astype(np.int64)  # the 9 significant digits; the value is mi / 10^k
-    whole, frac = np.divmod(mi, _IPOW10[k])
-    frac *= _IPOW10[12 - k]  # the fraction as 12 digits
-    iw = len(str(int(whole.max(initial=0))))  # digits of the widest integer part (1 for |x| < 1)
-    out = np.zeros((n, iw + 14), np.uint8)
+    neg = np.signbit(x)
+    unit = fast & (k >= 9)  # |x| in [1e-4, 1)
+    if unit.all():
+        return _unit_slots(m, k, neg)
+    out_of_unit = np.flatnonzero(~unit)  # few, if any, for a unit-size object: each formatted on its own
+    o_fast, o_zero = fast[out_of_unit], a[out_of_unit] == 0
+    mi = np.where(o_fast, m[out_of_unit], 0).astype(np.int64)  # 9 significant digits; value = mi / 10^k
+    ko = k[out_of_unit]
+    whole, frac = np.divmod(mi, _IPOW10[ko])
+    frac *= _IPOW10[12 - ko]  # the fraction as 12 digits
+    iw = len(str(int(whole.max(initial=0))))  # digits of the widest integer part
+    other = np.zeros((len(out_of_unit), iw + 14), np.uint8)
     if iw > 1:
         nd = np.searchsorted(_IPOW10[1:10], whole, side="right") + 1  # digits of each integer part
-        out[:, 1:iw + 1] = _digits(whole, 12)[:, 12 - iw:]
-        out[:, 1:iw + 1] *= np.arange(iw)[None, :] >= (iw - nd)[:, None]
+        other[:, 1:iw + 1] = _digits(whole, 12)[:, 12 - iw:]
+        other[:, 1:iw + 1] *= np.arange(iw)[None, :] >= (iw - nd)[:, None]
     else:
-        out[:, 1] = whole.astype(np.uint8) + 48
-    out[:, iw + 1] = np.where(frac > 0, ord("."), 0)
-    out[:, iw + 2:] = _fraction_digits(frac)
-    out[:, 0] = np.where(np.signbit(x) & (fast | zero), ord("-"), 0)
-    rest = np.flatnonzero(~(fast | zero))
+        other[:, 1] = whole.astype(np.uint8) + 48
+    other[:, iw + 1] = np.where(frac > 0, ord("."), 0)
+    other[:, iw + 2:] = _fraction_digits(frac)
+    other[:, 0] = np.where(neg[out_of_unit] & (o_fast | o_zero), ord("-"), 0)
+    rest = np.flatnonzero(~(o_fast | o_zero))
     if len(rest):
         with np.errstate(invalid="ignore"):
-            out[rest] = _percent_slots(x[rest].astype(np.float64), "%.9g", out.shape[1])
+            other[rest] = _percent_slots(x[out_of_unit[rest]].astype(np.float64), "%.9g", other.shape[1])
+    out = np.zeros((n, max(16, iw + 14)), np.uint8)
+    out[out_of_unit, :iw + 14] = other
+    if len(out_of_unit) < n:
+        out[unit, :16] = _unit_slots(m[unit], k[unit], neg[unit])
     return out
 
 
