@@ -45,8 +45,8 @@ def _percent_slots(values: np.ndarray, fmt: str, width: int | None = None) -> np
 _QUADS = np.array([f"{i:04d}".encode() for i in range(10_000)]).view("<u4")  # 4 ascii digits as one word
 _QUAD_TZ = np.array([4] + [len(f"{i:04d}") - len(f"{i:04d}".rstrip("0")) for i in range(1, 10_000)], np.int64)
 # _KEEP[g][d]: the bytes of 4-digit group g (0 = leftmost) to keep when the first d digits of 12 are kept
-_KEEP = np.array([[np.frombuffer(bytes(255 if 4 * g + i < d else 0 for i in range(4)), np.uint32)[0]
-                   for d in range(13)] for g in range(3)], np.uint32)
+_KEEP = np.array([[np.frombuffer(bytes(255 if 4 * g + i < d else 0 for i in range(4)), "<u4")[0]
+                   for d in range(13)] for g in range(3)], "<u4")
 
 
 def _quads(q: np.ndarray, groups: int) -> list[np.ndarray]:
@@ -60,7 +60,7 @@ def _quads(q: np.ndarray, groups: int) -> list[np.ndarray]:
 
 def _digits(q: np.ndarray, width: int) -> np.ndarray:
     """(n, width) ascii digits of non-negative integers < 10^width (width a multiple of 4), zero-filled."""
-    d = np.empty((len(q), width // 4), np.uint32)
+    d = np.empty((len(q), width // 4), "<u4")
     for g, r in enumerate(_quads(q.astype(np.int64), width // 4)):
         d[:, g] = _QUADS[r]
     return d.view(np.uint8)
@@ -71,7 +71,7 @@ def _fraction_digits(frac: np.ndarray) -> np.ndarray:
     r = _quads(frac, 3)
     tz = np.where(r[2] != 0, _QUAD_TZ[r[2]], np.where(r[1] != 0, 4 + _QUAD_TZ[r[1]],
                                                        np.where(r[0] != 0, 8 + _QUAD_TZ[r[0]], 12)))
-    d = np.empty((len(frac), 3), np.uint32)
+    d = np.empty((len(frac), 3), "<u4")
     for g in range(3):
         d[:, g] = _QUADS[r[g]] & _KEEP[g][12 - tz]
     return d.view(np.uint8)
