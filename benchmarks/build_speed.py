@@ -45,7 +45,8 @@ def one_build(tree: Path, out: Path, classes: int, workers: int) -> tuple[float,
     env = {**os.environ, "PYTHONPATH": str(tree)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", JOB, str(out), str(classes), str(workers)], env=env, check=True)
+    # run in `tree`: `python -c` puts the working folder first on sys.path, before PYTHONPATH
+    subprocess.run([sys.executable, "-c", JOB, str(out), str(classes), str(workers)], env=env, cwd=tree, check=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
