@@ -10,6 +10,8 @@ bounding-box diagonal (`diagonal(mesh)`), so one recipe fits objects of any scal
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import trimesh
 
@@ -17,6 +19,24 @@ try:  # manifold3d gives fast, watertight booleans; trimesh wraps the same libra
     import manifold3d
 except ImportError:  # pragma: no cover - declared dependency
     manifold3d = None
+
+
+def one_boolean_thread() -> None:
+    """Make manifold3d run single-threaded in this process (for worker processes of a build).
+
+    manifold3d runs on a TBB thread pool sized by the CPUs the process may use, read once at its
+    first parallel call. A build's booleans (~15 ms each) gain no wall time from the pool here while
+    its threads spin for twice the CPU, and a build's worker processes already use every core. So the
+    first call is made while this process may use one CPU, then the others are given back. The
+    manifold3d API offers no thread setting. No effect where TBB has already started."""
+    if manifold3d is None or not hasattr(os, "sched_setaffinity"):
+        return
+    mask = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(mask)})
+        manifold3d.Manifold.cube([1.0, 1.0, 1.0]).refine(2).num_tri()
+    finally:
+        os.sched_setaffinity(0, mask)
 
 
 def diagonal(mesh: trimesh.Trimesh) -> float:
@@ -69,13 +89,14 @@ def _to_manifold(mesh: trimesh.Trimesh):
     return m
 
 
-def from_manifold(m) -> trimesh.Trimesh:
+def from_manifold(m, mm=None) -> trimesh.Trimesh:
     """trimesh of a Manifold, with manifold3d's split vertices merged back.
 
     MeshGL keeps separate copies of a vertex where triangles of different origin meet
     (after booleans) and lists them in merge_from_vert -> merge_to_vert; without applying
-    that map the mesh would not be watertight in trimesh's (index-based) sense."""
-    mm = m.to_mesh()
+    that map the mesh would not be watertight in trimesh's (index-based) sense. `mm`: m.to_mesh()
+    when the caller has it already."""
+    mm = m.to_mesh() if mm is None else mm
     v = np.asarray(mm.vert_properties)[:, :3].astype(np.float64)
     f = np.asarray(mm.tri_verts).astype(np.int64)
     src = np.asarray(mm.merge_from_vert, dtype=np.int64)
@@ -90,9 +111,9 @@ def from_manifold(m) -> trimesh.Trimesh:
     return trimesh.Trimesh(v, f, process=False)
 
 
-def face_origin(m) -> np.ndarray:
-    """(F,) originalID of the input mesh each output triangle of manifold `m` came from."""
-    mm = m.to_mesh()
+def face_origin(m, mm=None) -> np.ndarray:
+    """(F,) originalID of the input mesh each output triangle of manifold `m` came from (`mm`: m.to_mesh())."""
+    mm = m.to_mesh() if mm is None else mm
     run_index = np.asarray(mm.run_index, dtype=np.int64)
     run_ids = np.asarray(mm.run_original_id, dtype=np.int64)
     ntri = len(np.asarray(mm.tri_verts))
@@ -203,5 +224,9 @@ def canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     # rotate each face so its smallest index comes first (keeps orientation), then sort faces
     k = np.argmin(f, axis=1)
     f = np.take_along_axis(f, (k[:, None] + np.arange(3)) % 3, axis=1)
-    f = f[np.lexsort((f[:, 2], f[:, 1], f[:, 0]))]
+    n = max(len(v), 1)
+    if n < 2 ** 21:  # the three indices as one integer key: one sort instead of lexsort's three, same order
+        f = f[np.argsort((f[:, 0] * n + f[:, 1]) * n + f[:, 2], kind="stable")]
+    else:
+        f = f[np.lexsort((f[:, 2], f[:, 1], f[:, 0]))]
     return trimesh.Trimesh(v[order], f, process=False)

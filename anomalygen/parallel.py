@@ -10,6 +10,7 @@ of workers, and every long loop gets the same progress-bar hook.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import uuid
 from collections import deque
@@ -53,7 +54,8 @@ class Failed:
         return f"{self.name}: {self.reason} (after {self.attempts} attempt{'s' * (self.attempts != 1)})"
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """The first line of an exception, with its type: what a Failed task reports."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
@@ -61,7 +63,8 @@ def _reason(exc: BaseException) -> str:
 def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callable[[T], str], *, workers: int = 1,
               scheduler: str | None = None, retries: int = RETRIES, progress: Progress | None = None,
               initializer: Callable[[], None] | None = None,
-              fatal: tuple[type[BaseException], ...] = ()) -> Iterator[tuple[T, R | Failed]]:
+              fatal: tuple[type[BaseException], ...] = (),
+              affinity: Callable[[T], object] | None = None) -> Iterator[tuple[T, R | Failed]]:
     """Yield (job, fn(job)) as tasks finish, in any order; a job that fails 1 + `retries` times yields
     (job, Failed(name(job), reason, attempts)). An exception of a `fatal` type (a fault of the run, not
     of one sample, e.g. the output disk is full) is raised at once, without retries. `jobs` is read lazily and only a few tasks per worker
@@ -72,6 +75,10 @@ def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callabl
     `distributed.scheduler.allowed-failures`). Else `workers` > 1 local processes, else this process.
     Results must not depend on where or in what order jobs run: callers seed every job from what it
     is (anomalygen.seeds) and write its files atomically.
+
+    affinity: a key of each job (e.g. its class); with local processes, consecutive jobs with the same
+    key go to one process, so set-up a process caches per key (a class's refined mesh) is done once
+    rather than by every process (see _lane_tasks).
     """
     if scheduler:
         if total == 0:
@@ -86,7 +93,9 @@ def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callabl
         finally:
             client.close()
         return
-    if workers > 1 and total > 1:
+    if workers > 1 and total > 1 and affinity is not None:
+        it = _lane_tasks(fn, iter(jobs), name, workers, retries, initializer, fatal, affinity)
+    elif workers > 1 and total > 1:
         it = _pool_tasks(fn, iter(jobs), name, workers, retries, initializer, fatal)
     else:
         it = _inline_tasks(fn, jobs, name, retries, fatal)
@@ -102,7 +111,7 @@ def _inline_tasks(fn, jobs, name, retries, fatal=()):
                 raise
             except Exception as exc:  # noqa: BLE001 - reported by name; the other jobs go on
                 if attempt > retries:
-                    yield job, Failed(name(job), _reason(exc), attempt)
+                    yield job, Failed(name(job), failure_reason(exc), attempt)
                 continue
             yield job, result
             break
@@ -142,11 +151,89 @@ def _pool_tasks(fn, jobs, name, workers, retries, initializer, fatal=()):
                 if isinstance(exc, BrokenProcessPool):
                     exc = RuntimeError("its worker process died")
                 if tries + 1 > retries:
-                    yield job, Failed(name(job), _reason(exc), tries + 1)
+                    yield job, Failed(name(job), failure_reason(exc), tries + 1)
                 else:
                     queue.append((job, tries + 1))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+LANE_DEPTH = 2  # tasks queued in each process: the next one is there when it finishes one
+STEAL_AT = 2  # an idle process takes half of another's group when that many of its tasks wait
+
+
+class _Lane:
+    """One worker process and the jobs waiting for it (those of the group it works on)."""
+
+    def __init__(self, initializer):
+        self.initializer = initializer
+        self.pool = ProcessPoolExecutor(1, initializer=initializer)
+        self.waiting: deque = deque()  # (job, attempts so far)
+        self.running: set = set()
+
+    def restart(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = ProcessPoolExecutor(1, initializer=self.initializer)
+
+
+def _lane_tasks(fn, jobs, name, workers, retries, initializer, fatal, affinity):
+    """Local processes, one lane each: a lane takes the next group of consecutive jobs with the same
+    `affinity` key whole, so a group's set-up happens in one process. When no group is left, an idle
+    lane takes the second half of the largest group still waiting, so the build ends evenly.
+    Failures and dead processes are handled as in _pool_tasks, per lane."""
+    groups = (list(g) for _, g in itertools.groupby(jobs, key=affinity))  # one group held at a time
+    lanes = [_Lane(initializer) for _ in range(workers)]
+    owner: dict = {}  # future -> (lane, job, attempts so far)
+
+    def refill(lane: _Lane) -> None:
+        while len(lane.running) < LANE_DEPTH:
+            if not lane.waiting:
+                group = next(groups, None)
+                if group is not None:
+                    lane.waiting.extend((job, 0) for job in group)
+                else:
+                    victim = max(lanes, key=lambda other: len(other.waiting))
+                    if len(victim.waiting) < STEAL_AT:
+                        return
+                    for _ in range(len(victim.waiting) // 2):
+                        lane.waiting.appendleft(victim.waiting.pop())
+            job, tries = lane.waiting.popleft()
+            fut = lane.pool.submit(fn, job)
+            lane.running.add(fut)
+            owner[fut] = (lane, job, tries)
+
+    try:
+        while True:
+            for lane in lanes:
+                refill(lane)
+            if not owner:
+                return
+            finished, _ = wait(list(owner), return_when=FIRST_COMPLETED)
+            for lane in lanes:
+                if any(f in lane.running and isinstance(f.exception(), BrokenProcessPool) for f in finished):
+                    finished = set(finished) | lane.running  # the rest of the lane's tasks are lost with it
+                    lane.restart()
+            for fut in finished:
+                lane, job, tries = owner.pop(fut)
+                lane.running.discard(fut)
+                if fut.cancelled():  # never started: no attempt spent
+                    lane.waiting.appendleft((job, tries))
+                    continue
+                exc = fut.exception()
+                if exc is None:
+                    yield job, fut.result()
+                    continue
+                if isinstance(exc, fatal):
+                    raise exc
+                if isinstance(exc, BrokenProcessPool):
+                    exc = RuntimeError("its worker process died")
+                if tries + 1 > retries:
+                    yield job, Failed(name(job), failure_reason(exc), tries + 1)
+                else:
+                    lane.waiting.appendleft((job, tries + 1))
+    finally:
+        for lane in lanes:
+            lane.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def dask_client(address: str):
@@ -158,7 +245,7 @@ def dask_client(address: str):
     try:
         return Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise AnomalygenError(f"--scheduler {address}: no Dask scheduler answers there ({_reason(exc)})") from None
+        raise AnomalygenError(f"--scheduler {address}: no Dask scheduler answers there ({failure_reason(exc)})") from None
 
 
 def _threads(client) -> int:
@@ -193,7 +280,7 @@ def _dask_tasks(fn, jobs, name, client, retries, initializer, fatal=()):
         elif isinstance(fut.exception(), fatal):
             raise fut.exception()
         else:  # an exception on every attempt, or KilledWorker: its worker died on every attempt allowed
-            result = Failed(name(job), _reason(fut.exception()), 1 + retries)
+            result = Failed(name(job), failure_reason(fut.exception()), 1 + retries)
         fut.release()
         nxt = submit()
         if nxt is not None:

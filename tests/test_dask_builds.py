@@ -218,3 +218,22 @@ def test_render_on_the_cluster_matches_local_and_resumes_only_what_is_missing(cl
     render_mvtec3d(remote, ["bagel", "tire"], _tiny_render(), scheduler=cluster.scheduler_address,
                    progress=lambda it, total: (totals.append(total), it)[1])
     assert totals == [2] and tree_bytes(local) == tree_bytes(remote)
+
+
+def _pid(job):
+    return os.getpid()
+
+
+def test_local_lanes_keep_each_group_in_one_process_and_use_every_process():
+    """build-shapenet runs a class's samples in one process (its mesh set-up is then made once)."""
+    jobs = [(g, i) for g in range(6) for i in range(3)]
+    got = dict(run_tasks(_pid, iter(jobs), len(jobs), str, workers=2, affinity=lambda j: j[0]))
+    assert sorted(got) == jobs
+    assert all(len({got[(g, i)] for i in range(3)}) == 1 for g in range(6))
+    assert len(set(got.values())) == 2
+
+
+def test_local_lanes_replace_a_dead_process_and_finish(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANOMALYGEN_TEST_MARKER", str(tmp_path / "m"))
+    got = dict(run_tasks(_die_once, range(12), 12, str, workers=2, affinity=lambda x: x // 4))
+    assert got == {i: i * i for i in range(12)} and (tmp_path / "m").read_text() == "died"

@@ -83,13 +83,73 @@ def test_atomic_writer_leaves_no_partial_file(tmp_path, rng):
 def test_gt_text_from_the_pcd_body_is_the_directly_formatted_gt_text():
     """The build formats an anomalous sample's floats once for its .pcd and GT file: same bytes as apart."""
     from anomalygen.io.gt_txt import gt_txt_bytes
-    from anomalygen.io.pcd import ascii_body, pcd_bytes
+    from anomalygen.io.pcd import ascii_columns, pcd_bytes
 
     rng = np.random.default_rng(4)
     for pts in (rng.normal(size=(400, 3)).astype(np.float32), (rng.normal(size=(50, 3)) * 1e-6).astype(np.float32),
                 rng.normal(size=(30, 3)), np.zeros((0, 3), np.float32)):
         labels = (rng.random(len(pts)) < 0.3).astype(np.uint8)
-        body = ascii_body(pts)
-        assert pcd_bytes(pts, body=body) == pcd_bytes(pts)
+        xyz = ascii_columns(pts)
+        assert pcd_bytes(pts, body=xyz.text()) == pcd_bytes(pts)
         for delimiter in (",", " "):
-            assert gt_txt_bytes(pts, labels, delimiter, body) == gt_txt_bytes(pts, labels, delimiter)
+            assert gt_txt_bytes(pts, labels, delimiter, xyz) == gt_txt_bytes(pts, labels, delimiter)
+
+
+def test_text_tables_are_what_printf_writes():
+    """ASCII .pcd/GT/OBJ numbers are formatted with numpy arithmetic: every value must come out as
+    '%.9g' (float32) or '%d' (integers) writes it, so files keep their bytes and read back exactly."""
+    from anomalygen.io._text import format_table
+
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2 ** 32, 100_000, dtype=np.uint64).astype(np.uint32).view(np.float32)  # every exponent
+    near = np.float32(10.0) ** np.arange(-6, 11).astype(np.float32)  # where the digit count changes
+    ties = np.array([0.5, 2.5, 1e-4, 9.99999e-5, 999999999.0, 99999999.5, 0.00999999, 123456789, 1e9], np.float32)
+    f = np.concatenate([bits, (rng.random(20_000) - 0.5).astype(np.float32), near, ties,
+                        np.array([0.0, -0.0, np.nan, np.inf, -np.inf], np.float32)])
+    f = np.concatenate([f, np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(-np.inf)), -f])
+    i = np.concatenate([rng.integers(-10 ** 12, 10 ** 12, 5_000), [0, -1, 9, 10, -10, 2 ** 63 - 1, -2 ** 63]])
+    for cols, sep in (([f], " "), ([i], " "), ([f[:5_000], f[5_000:10_000], i[:5_000] % 2], ","),
+                      ([i.astype(np.uint8), (i % 3 == 0)], " "), ([f[:100].astype(np.float64)], " ")):
+        fmts = ["%.9g" if c.dtype == np.float32 else "%.17g" if c.dtype.kind == "f" else "%d" for c in cols]
+        want = "".join(sep.join(fm % v for fm, v in zip(fmts, row)) + "\n" for row in zip(*[c.tolist() for c in cols]))
+        with np.errstate(invalid="ignore"):
+            assert format_table(cols, sep) == want
+
+
+def test_durable_batch_shows_whole_groups_only(tmp_path, monkeypatch):
+    """A batch's files appear at its end (after one sync); a rename failing mid-group removes that
+    group's files and keeps the groups before it; an error in the block leaves nothing, no temp file."""
+    import errno
+
+    import anomalygen.io.atomic as atomic
+    from anomalygen.io.atomic import OutputError, durable_batch, write_bytes_atomic
+
+    (tmp_path / ".anomalygen").mkdir()
+    with durable_batch() as batch:
+        for g in range(3):
+            batch.begin()
+            write_bytes_atomic(tmp_path / f"a{g}.pcd", b"a")
+            write_bytes_atomic(tmp_path / f"a{g}.txt", b"b")
+        assert not list(tmp_path.glob("a*"))  # nothing visible before the commit
+    assert sorted(p.name for p in tmp_path.glob("a*")) == ["a0.pcd", "a0.txt", "a1.pcd", "a1.txt", "a2.pcd", "a2.txt"]
+
+    real = atomic._commit
+
+    def fail_b1_txt(tmp, path):
+        if path.name == "b1.txt":
+            raise OSError(errno.ENOSPC, "full")
+        real(tmp, path)
+
+    monkeypatch.setattr(atomic, "_commit", fail_b1_txt)
+    with pytest.raises(OutputError, match="b1.txt: no space"):
+        with durable_batch() as batch:
+            for g in range(3):
+                batch.begin()
+                write_bytes_atomic(tmp_path / f"b{g}.pcd", b"a")
+                write_bytes_atomic(tmp_path / f"b{g}.txt", b"b")
+    assert sorted(p.name for p in tmp_path.glob("b*")) == ["b0.pcd", "b0.txt"]
+    with pytest.raises(KeyError):
+        with durable_batch() as batch:
+            write_bytes_atomic(tmp_path / "c.pcd", b"a")
+            raise KeyError("sample failed")
+    assert not list(tmp_path.glob("c*")) and not [p for p in (tmp_path / ".anomalygen").rglob("*") if p.is_file()]

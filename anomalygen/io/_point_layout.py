@@ -13,7 +13,7 @@ import numpy as np
 from anomalygen.errors import FormatError
 from anomalygen.io._paths import defect_from_stem, natural_key, subdirs
 from anomalygen.io.gt_txt import read_gt_txt, write_gt_txt
-from anomalygen.io.pcd import ascii_body, read_pcd_xyz, write_pcd
+from anomalygen.io.pcd import ascii_columns, read_pcd_xyz, write_pcd
 from anomalygen.io.samples import GOOD, Dataset, PointSample, SampleRef
 
 
@@ -71,8 +71,9 @@ class PointLayout(Dataset):
         pts = np.asarray(sample.points)
         anomalous = sample.split == "test" and sample.anomalous
         # an anomalous sample's points go into the .pcd and the GT text: format the floats once, for both
-        xyz = ascii_body(pts) if anomalous and not binary and pts.dtype in (np.float32, np.float64) else None
-        out = {"pcd": write_pcd(base / sample.split / f"{sample.name}.pcd", pts, binary=binary, body=xyz)}
+        xyz = ascii_columns(pts) if anomalous and not binary and pts.dtype in (np.float32, np.float64) else None
+        out = {"pcd": write_pcd(base / sample.split / f"{sample.name}.pcd", pts, binary=binary,
+                                body=None if xyz is None else xyz.bytes())}
         if anomalous:
             out["gt"] = write_gt_txt(base / cls.gt_dir / f"{sample.name}.txt", pts, sample.labels, cls.delimiter, xyz)
         return out

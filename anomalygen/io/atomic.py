@@ -9,11 +9,18 @@ detector run folder, a preview folder), a hidden sibling `.<name>.<pid>.tmp<suff
 
 File-system faults (disk full, read-only, no permission, a parent path that is a file)
 become an `OutputError` naming the path the user asked for and the cause in words.
+
+Durability: a file's data reaches the disk before its rename, so a visible file is whole even
+after a power cut. One fsync per file costs ~4 ms of disk flush each (a build writes ~5,000
+files); inside `durable_batch()` the writes of many files share ONE file-system sync before
+their renames: the same promise at one flush per batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import ctypes
 import errno
 import itertools
 import os
@@ -139,11 +146,137 @@ def _write(tmp: Path, data: bytes) -> None:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+    """Write `data` to `path` atomically (temp file + fsync + rename; inside `durable_batch()` the
+    fsync and rename wait for the batch's commit)."""
     path = Path(path)
+    batch = _BATCH.get()
+    if batch is not None:
+        batch.write(path, data)
+        return path
     with atomic_path(path) as tmp:
         _write(tmp, data)
     return path
+
+
+_BATCH: contextvars.ContextVar = contextvars.ContextVar("anomalygen_durable_batch", default=None)
+
+
+class DurableBatch:
+    """Atomic writes whose data is made durable together: each file goes to its temp path now; at
+    `commit` one file-system sync flushes them all, then they are renamed in write order. Files are
+    grouped (`begin`: a sample's files and its record): a group that fails before the commit is
+    dropped (`drop`), and a rename that fails at the commit removes its group's renamed files, so no
+    partial group is ever visible; the groups renamed before it stay."""
+
+    def __init__(self):
+        self.staged: list[tuple[Path, Path]] = []  # (temp, final), in write order
+        self.starts: list[int] = [0]  # index in `staged` where each group begins
+
+    def begin(self) -> int:
+        """Start a group; returns its mark for `drop`."""
+        if self.starts[-1] != len(self.staged):
+            self.starts.append(len(self.staged))
+        return len(self.staged)
+
+    def drop(self, mark: int) -> None:
+        """Forget (and remove the temp files of) everything written since `mark`."""
+        for tmp, _ in self.staged[mark:]:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        del self.staged[mark:]
+        self.starts = [s for s in self.starts if s < mark] + [mark] if mark else [0]
+
+    def write(self, path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temp_path_for(path)
+        except OSError as exc:
+            raise output_error(path, exc) from None
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                if _START_WRITEBACK is not None:  # start the disk write now, so the commit's sync finds it done
+                    os.posix_fadvise(fh.fileno(), 0, 0, _START_WRITEBACK)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise output_error(path, exc) from None
+        self.staged.append((tmp, path))
+
+    def commit(self) -> None:
+        if not self.staged:
+            return
+        try:
+            sync_files([tmp for tmp, _ in self.staged])
+        except OSError as exc:
+            first = self.staged[0][1]
+            self.drop(0)
+            raise output_error(first, exc) from None
+        bounds = [s for s in self.starts if s < len(self.staged)] + [len(self.staged)]
+        for g0, g1 in zip(bounds[:-1], bounds[1:]):
+            done: list[Path] = []
+            for tmp, path in self.staged[g0:g1]:
+                try:
+                    _commit(tmp, path)
+                except OSError as exc:
+                    for p in done:  # none of this group's files stays
+                        with contextlib.suppress(OSError):
+                            p.unlink(missing_ok=True)
+                    self.drop(g0)
+                    raise output_error(path, exc) from None
+                done.append(path)
+        self.staged, self.starts = [], [0]
+
+
+@contextlib.contextmanager
+def durable_batch() -> Iterator[DurableBatch]:
+    """Within the block, write_bytes_atomic stages files (see DurableBatch); they are synced and
+    renamed when the block ends, and removed if it raises."""
+    batch = DurableBatch()
+    token = _BATCH.set(batch)
+    try:
+        yield batch
+        batch.commit()
+    except BaseException:
+        batch.drop(0)
+        raise
+    finally:
+        _BATCH.reset(token)
+
+
+def _syncfs():
+    """libc's syncfs (Linux): flush one file system's dirty data with one journal commit."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+# Linux starts writing a file's dirty pages back (without waiting) on this hint; the batch's one sync
+# then waits ~1 ms instead of ~10 ms for ten samples' files
+_START_WRITEBACK = getattr(os, "POSIX_FADV_DONTNEED", None) if hasattr(os, "posix_fadvise") else None
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Make the data of `paths` durable: one syncfs of their file system where the OS has it
+    (they are temp files in one output root), else an fsync of each."""
+    if not paths:
+        return
+    if _SYNCFS is not None:
+        fd = os.open(paths[0].parent, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalygen.errors import FormatError
-from anomalygen.io._text import format_table, table_problem, with_column
+from anomalygen.io._text import Table, table_problem
 from anomalygen.io.atomic import write_bytes_atomic
 
 COMMA = ","
@@ -40,20 +40,19 @@ def read_gt_txt(path: str | os.PathLike, delimiter: str | None = None) -> tuple[
     return table[:, :3], table[:, 3]
 
 
-def gt_txt_bytes(points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA, xyz_text: str | None = None) -> bytes:
-    """The GT text; `xyz_text` (format_table of the three coordinate columns, space-separated, as an
-    ASCII .pcd body holds them) saves formatting the same floats again."""
+def gt_txt_bytes(points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA, xyz: Table | None = None) -> bytes:
+    """The GT text; `xyz` (io._text.Table of the three coordinate columns, as an ASCII .pcd body is
+    written from them) saves formatting the same floats again."""
     pts = np.asarray(points)
     lab = np.asarray(labels)
     if pts.ndim != 2 or pts.shape[1] != 3 or lab.shape != (len(pts),):
         raise ValueError(f"points (N,3) and labels (N,) expected, got {pts.shape} and {lab.shape}")
-    if xyz_text is not None:
-        return with_column(xyz_text, lab.astype(np.int64), delimiter).encode("ascii")
-    cols = [pts[:, 0], pts[:, 1], pts[:, 2], lab.astype(np.int64)]
-    return format_table(cols, delimiter).encode("ascii")
+    if xyz is None:
+        xyz = Table([pts[:, 0], pts[:, 1], pts[:, 2]])
+    return xyz.bytes(delimiter, [lab.astype(np.int64)])
 
 
 def write_gt_txt(path: str | os.PathLike, points: np.ndarray, labels: np.ndarray, delimiter: str = COMMA,
-                 xyz_text: str | None = None) -> Path:
+                 xyz: Table | None = None) -> Path:
     """Write a GT point file atomically; labels are written as integers 0/1."""
-    return write_bytes_atomic(path, gt_txt_bytes(points, labels, delimiter, xyz_text))
+    return write_bytes_atomic(path, gt_txt_bytes(points, labels, delimiter, xyz))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalygen.errors import FormatError
-from anomalygen.io._text import format_table, table_problem
+from anomalygen.io._text import Table, table_problem
 from anomalygen.io.atomic import write_bytes_atomic
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4",
@@ -132,9 +132,10 @@ def read_pcd_xyz(path: str | os.PathLike) -> np.ndarray:
 
 
 def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[str, np.ndarray] | None = None,
-              body: str | None = None) -> bytes:
+              body: str | bytes | None = None) -> bytes:
     """Serialize (N,3) points (+ optional (N,) extra fields) as PCD v0.7 bytes. `body`: the ASCII rows
-    already formatted (`ascii_body` of the same arrays), when the caller needs them for a GT file too."""
+    already formatted (`ascii_columns(...).bytes()` of the same arrays), when the caller needs them for
+    a GT file too."""
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points must be (N, 3), got {pts.shape}")
@@ -160,19 +161,26 @@ def pcd_bytes(points: np.ndarray, *, binary: bool = False, extra_fields: dict[st
         for k, v in cols.items():
             rec[k] = v
         return head.encode("ascii") + rec.tobytes()
-    return head.encode("ascii") + (ascii_body(pts, extra_fields) if body is None else body).encode("ascii")
+    if body is None:
+        body = ascii_columns(pts, extra_fields).bytes()
+    return head.encode("ascii") + (body.encode("ascii") if isinstance(body, str) else body)
+
+
+def ascii_columns(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> Table:
+    """The columns of an ASCII PCD body (x y z [extra ...]) formatted, every value exact: `.text()` is
+    the body; a GT file of the same points reuses them (anomalygen.io.gt_txt)."""
+    pts = np.asarray(points)
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float32)
+    return Table([pts[:, 0], pts[:, 1], pts[:, 2]] + [np.asarray(a) for a in (extra_fields or {}).values()])
 
 
 def ascii_body(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> str:
     """The rows of an ASCII PCD body (x y z [extra ...]), every value exact."""
-    pts = np.asarray(points)
-    if pts.dtype not in (np.float32, np.float64):
-        pts = pts.astype(np.float32)
-    cols = [pts[:, 0], pts[:, 1], pts[:, 2]] + [np.asarray(a) for a in (extra_fields or {}).values()]
-    return format_table(cols)
+    return ascii_columns(points, extra_fields).text()
 
 
 def write_pcd(path: str | os.PathLike, points: np.ndarray, *, binary: bool = False,
-              extra_fields: dict[str, np.ndarray] | None = None, body: str | None = None) -> Path:
+              extra_fields: dict[str, np.ndarray] | None = None, body: str | bytes | None = None) -> Path:
     """Write points as a PCD file atomically. ASCII by default (what Anomaly-ShapeNet ships)."""
     return write_bytes_atomic(path, pcd_bytes(points, binary=binary, extra_fields=extra_fields, body=body))

@@ -23,8 +23,9 @@ def _carve(mesh: trimesh.Trimesh, cutter, defect: str, params: dict, rim_step: f
     res = body - cutter
     if res.is_empty() or res.num_tri() == 0:
         raise ValueError("the cut removed the whole object")
-    origin = g.face_origin(res)
-    out = g.from_manifold(res)
+    mm = res.to_mesh()
+    origin = g.face_origin(res, mm)
+    out = g.from_manifold(res, mm)
     new_face = origin == cut_id
     if not new_face.any():
         raise ValueError("the cutter missed the object")
@@ -44,7 +45,11 @@ def _rim_points(mesh: trimesh.Trimesh, new_face: np.ndarray, step: float) -> np.
         e = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
         return e[:, 0] * len(v) + e[:, 1]
 
-    shared = np.intersect1d(edge_keys(f[new_face]), edge_keys(f[~new_face]))
+    # an edge shared with a cut face has both ends on cut faces: only original faces touching one can hold it
+    on_cut = np.zeros(len(v), bool)
+    on_cut[f[new_face].ravel()] = True
+    near = ~new_face & on_cut[f].any(axis=1)
+    shared = np.intersect1d(edge_keys(f[new_face]), edge_keys(f[near]))
     if len(shared) == 0:
         return v[np.unique(f[new_face])]
     a, b = v[shared // len(v)], v[shared % len(v)]

@@ -48,7 +48,9 @@ def label_points(points: np.ndarray, original_mesh: trimesh.Trimesh, result: Def
         near = np.all((points >= lo - pad) & (points <= hi + pad), axis=1)
     lab[near] = distance_to_surface(points[near], original_mesh) > tau
     if result.removal and result.rim_points is not None and len(result.rim_points):
-        d, _ = cKDTree(np.asarray(result.rim_points, dtype=np.float64)).query(
-            points, k=1, distance_upper_bound=rim_distance)
-        lab |= d < rim_distance
+        rim = np.asarray(result.rim_points, dtype=np.float64)
+        # only points in the rim's box widened by rim_distance can lie within rim_distance of it
+        box = np.all((points >= rim.min(0) - rim_distance) & (points <= rim.max(0) + rim_distance), axis=1)
+        d, _ = cKDTree(rim).query(points[box], k=1, distance_upper_bound=rim_distance)
+        lab[box] |= d < rim_distance
     return lab.astype(np.uint8)
