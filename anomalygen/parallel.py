@@ -60,6 +60,24 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+
+def _settle(fut, job, tries: int, retries: int, fatal: tuple, name) -> tuple[int | None, object]:
+    """What a finished future of a pool means: (None, its result or a Failed once `retries` are
+    spent) to report, or (tries, None) to queue the job again with that many attempts spent.
+    An exception of a `fatal` type is raised at once."""
+    if fut.cancelled():  # never started: no attempt spent
+        return tries, None
+    exc = fut.exception()
+    if exc is None:
+        return None, fut.result()
+    if isinstance(exc, fatal):
+        raise exc
+    if isinstance(exc, BrokenProcessPool):
+        exc = RuntimeError("its worker process died")
+    if tries + 1 > retries:
+        return None, Failed(name(job), failure_reason(exc), tries + 1)
+    return tries + 1, None
+
 def run_tasks(fn: Callable[[T], R], jobs: Iterable[T], total: int, name: Callable[[T], str], *, workers: int = 1,
               scheduler: str | None = None, retries: int = RETRIES, progress: Progress | None = None,
               initializer: Callable[[], None] | None = None,
@@ -139,21 +157,11 @@ def _pool_tasks(fn, jobs, name, workers, retries, initializer, fatal=()):
                 pool = ProcessPoolExecutor(workers, initializer=initializer)
             for fut in finished:
                 job, tries = running.pop(fut)
-                if fut.cancelled():  # never started: no attempt spent
-                    queue.append((job, tries))
-                    continue
-                exc = fut.exception()
-                if exc is None:
-                    yield job, fut.result()
-                    continue
-                if isinstance(exc, fatal):
-                    raise exc
-                if isinstance(exc, BrokenProcessPool):
-                    exc = RuntimeError("its worker process died")
-                if tries + 1 > retries:
-                    yield job, Failed(name(job), failure_reason(exc), tries + 1)
+                again, value = _settle(fut, job, tries, retries, fatal, name)
+                if again is None:
+                    yield job, value
                 else:
-                    queue.append((job, tries + 1))
+                    queue.append((job, again))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -216,21 +224,11 @@ def _lane_tasks(fn, jobs, name, workers, retries, initializer, fatal, affinity):
             for fut in finished:
                 lane, job, tries = owner.pop(fut)
                 lane.running.discard(fut)
-                if fut.cancelled():  # never started: no attempt spent
-                    lane.waiting.appendleft((job, tries))
-                    continue
-                exc = fut.exception()
-                if exc is None:
-                    yield job, fut.result()
-                    continue
-                if isinstance(exc, fatal):
-                    raise exc
-                if isinstance(exc, BrokenProcessPool):
-                    exc = RuntimeError("its worker process died")
-                if tries + 1 > retries:
-                    yield job, Failed(name(job), failure_reason(exc), tries + 1)
+                again, value = _settle(fut, job, tries, retries, fatal, name)
+                if again is None:
+                    yield job, value
                 else:
-                    lane.waiting.appendleft((job, tries + 1))
+                    lane.waiting.appendleft((job, again))
     finally:
         for lane in lanes:
             lane.pool.shutdown(wait=True, cancel_futures=True)

@@ -225,11 +225,14 @@ def _pid(job):
 
 
 def test_local_lanes_keep_each_group_in_one_process_and_use_every_process():
-    """build-shapenet runs a class's samples in one process (its mesh set-up is then made once)."""
-    jobs = [(g, i) for g in range(6) for i in range(3)]
+    """build-shapenet runs a class's samples in one process (its mesh set-up is then made once). Only
+    once every group is handed out may an idle process take half of a group still waiting, so at most
+    one group per process is split."""
+    jobs = [(g, i) for g in range(12) for i in range(3)]
     got = dict(run_tasks(_pid, iter(jobs), len(jobs), str, workers=2, affinity=lambda j: j[0]))
     assert sorted(got) == jobs
-    assert all(len({got[(g, i)] for i in range(3)}) == 1 for g in range(6))
+    split = [g for g in range(12) if len({got[(g, i)] for i in range(3)}) > 1]
+    assert len(split) <= 2, split
     assert len(set(got.values())) == 2
 
 

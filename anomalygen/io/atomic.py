@@ -112,6 +112,15 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+
+def _new_temp(path: Path) -> Path:
+    """A temp path for `path`, its folder made; an OSError becomes an OutputError naming `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return temp_path_for(path)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path; rename it onto `path` only if the block succeeds.
@@ -121,11 +130,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     An OSError in the block or the rename becomes an OutputError naming `path`.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(path)
-    except OSError as exc:
-        raise output_error(path, exc) from None
+    tmp = _new_temp(path)
     try:
         yield tmp
         _commit(tmp, path)
@@ -187,11 +192,7 @@ class DurableBatch:
         self.starts = [s for s in self.starts if s < mark] + [mark] if mark else [0]
 
     def write(self, path: Path, data: bytes) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_path_for(path)
-        except OSError as exc:
-            raise output_error(path, exc) from None
+        tmp = _new_temp(path)
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
