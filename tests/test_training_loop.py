@@ -128,7 +128,7 @@ def interrupt():
     os.kill(os.getpid(), signal.SIGINT)
 threading.Thread(target=interrupt, daemon=True).start()
 try:
-    fx.fit_tiny({str(tmp_path)!r}, epochs=20, delay=0.01)
+    fx.fit_tiny({str(tmp_path)!r}, epochs=20, delay=0.03)  # the signal must land before the last epoch ends, even on a busy machine
 except KeyboardInterrupt:
     print("interrupted", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 """
