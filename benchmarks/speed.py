@@ -61,7 +61,7 @@ def das3d(rounds: int, seconds: float) -> None:
     from scipy.signal import fftconvolve
 
     from anomalygen.builds.settings import das3d_config, render_config
-    from anomalygen.depth.kernels import convolve_full, convolve_same, skew_normal_kernel, ternary_mask
+    from anomalygen.depth.kernels import convolve_full, skew_normal_kernel, ternary_mask
     from anomalygen.depth.synth import bounding_box, draw_params, synthesize
     from anomalygen.depth.synth_torch import depth_defect_batch
     from anomalygen.depth.textures import TextureSource
@@ -91,15 +91,12 @@ def das3d(rounds: int, seconds: float) -> None:
     t = alternate({"full": lambda: synthesize(sample.xyz, sample.rgb, fg, cfg, rng, tex),
                    "depth": lambda: synthesize(sample.xyz, None, fg, cfg, rng, tex),
                    "fft": lambda: fftconvolve(m, k, mode="same"),
-                   "same": lambda: convolve_same(m, k),
                    "box": lambda: convolve_full(patch, k),
                    "torch": torch_batch}, rounds, seconds)
     header("1. DAS3D synthesis at 256 x 256, one core (per sample; redraws until M* fits included)")
     row("numpy depth + RGB (Eq. 1-8)", t["full"], "goal <= 2.5 ms; 21.5 ms before (issue 17)")
     row("numpy depth only (Eq. 1-7)", t["depth"], "9.6 ms before (issue 17)")
     row("skew-kernel convolution, fftconvolve", t["fft"], "scipy reference (37 x 37 kernel)")
-    row("skew-kernel convolution, convolve_same", t["same"], "same bits; ratio "
-        f"{np.median(t['fft'] / t['same']):.2f}x")
     row(f"conv. over M_t's support box ({patch.shape[0]} x {patch.shape[1]})", t["box"],
         f"as synthesized (round-off-level change); ratio {np.median(t['fft'] / t['box']):.2f}x")
     row(f"torch batched depth, CPU, per sample (B={b})", t["torch"] / b,

@@ -33,42 +33,6 @@ def skew_normal_kernel(sigma: tuple[float, float], alpha: tuple[float, float], r
     return k / k.sum()
 
 
-def convolve_same(image: np.ndarray, kernel: np.ndarray, window: tuple[int, int, int, int] | None = None,
-                  image_rows: tuple[int, int] | None = None) -> np.ndarray:
-    """`scipy.signal.fftconvolve(image, kernel, mode="same")` for 2-D float64 arrays, bit for bit, in a fraction of its time.
-
-    fftconvolve transforms both zero-padded arrays over the whole padded grid and inverts the whole
-    grid. The same 1-D passes (pocketfft runs a 2-D real FFT as a real pass along rows, then a complex
-    pass along columns) give the same numbers when the all-zero rows are left out of the row passes
-    (their transform is exactly zero) and when only the rows that `same` keeps are inverted; the 1/N
-    scaling is applied last, where pocketfft applies it. Written here because no library exposes that
-    cropped transform; tests/test_depth_kernels.py checks it against fftconvolve.
-
-    window = (top, bottom, left, right): return only that part of the result (fewer rows inverted).
-    image_rows = (first, stop): rows of `image` outside which it is all zero, skipped in the row pass.
-    A skipped row's transform would be zeros that can differ from the ones put in its place only in
-    their sign, and a zero's sign changes no non-zero sum or product: every non-zero output keeps its
-    bits, and an output that is zero may come out as -0.0 where fftconvolve gives +0.0 or back.
-    """
-    h, w = image.shape
-    kh, kw = kernel.shape
-    top, bottom, left, right = (0, h, 0, w) if window is None else window
-    if kh == 1 or kw == 1:  # fftconvolve multiplies along a length-1 axis instead of transforming it
-        return fftconvolve(image, kernel, mode="same")[top:bottom, left:right]
-    fh, fw = sp_fft.next_fast_len(h + kh - 1, True), sp_fft.next_fast_len(w + kw - 1, True)
-    if image_rows is None:
-        spec = sp_fft.fft(sp_fft.rfft(image, fw, axis=1), fh, axis=0)
-    else:
-        first, stop = image_rows
-        spec = np.zeros((fh, fw // 2 + 1), np.complex128)
-        spec[first:stop] = sp_fft.rfft(np.asarray(image[first:stop], np.float64), fw, axis=1)
-        spec = sp_fft.fft(spec, axis=0, overwrite_x=True)
-    spec *= sp_fft.fft(sp_fft.rfft(kernel, fw, axis=1), fh, axis=0)
-    y0, x0 = (kh - 1) // 2, (kw - 1) // 2
-    rows = sp_fft.ifft(spec, axis=0, norm="forward", overwrite_x=True)[y0 + top:y0 + bottom]
-    return sp_fft.irfft(rows, fw, axis=1, norm="forward")[:, x0 + left:x0 + right] * (1.0 / (fh * fw))
-
-
 def convolve_full(patch: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """`scipy.signal.fftconvolve(patch, kernel, mode="full")` for 2-D float64 arrays, bit for bit (the same
     transforms, without fftconvolve's argument handling, which costs more than the transforms at this size;
