@@ -175,11 +175,6 @@ def ascii_columns(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None
     return Table([pts[:, 0], pts[:, 1], pts[:, 2]] + [np.asarray(a) for a in (extra_fields or {}).values()])
 
 
-def ascii_body(points: np.ndarray, extra_fields: dict[str, np.ndarray] | None = None) -> str:
-    """The rows of an ASCII PCD body (x y z [extra ...]), every value exact."""
-    return ascii_columns(points, extra_fields).text()
-
-
 def write_pcd(path: str | os.PathLike, points: np.ndarray, *, binary: bool = False,
               extra_fields: dict[str, np.ndarray] | None = None, body: str | bytes | None = None) -> Path:
     """Write points as a PCD file atomically. ASCII by default (what Anomaly-ShapeNet ships)."""
