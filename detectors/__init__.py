@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {
     "das3d": "anomalygen.detectors.das3d.detector:DAS3DDetector",
     "patchae": "anomalygen.detectors.patchae.detector:PatchAEDetector",
     "imrnet": "anomalygen.detectors.imrnet.detector:IMRNetDetector",
+    "nearest": "anomalygen.detectors.nearest.detector:NearestDetector",
     "zal3d": "anomalygen.detectors.zal3d.detector:ZAL3DDetector",
 }
 
