@@ -50,6 +50,7 @@ RULES: dict[str, dict[str, tuple]] = {
         "dataset.write_meshes": ("oneof", "normal", "all", "none", True, False),
         "shapes.source": ("kinds", "str", "null"),
         "shapes.max_edge": ("num", 1e-4, 1.0), "shapes.voxel_pitch": ("num", 1e-4, 1.0),
+        "shapes.max_repair_tau": ("num", 0.0, 1e6),
         "labels.tau": POSITIVE_UNIT, "labels.rim_distance": POSITIVE_UNIT, "labels.anomaly_ratio": UNIT,
         "labels.max_retries": ("int", 0, 50), "labels.accept_factor": ("num", 1.0, 1e6),
         "defects.*.target_ratio": POSITIVE_UNIT, "defects.*.segments": ("int", 3, 10000),

@@ -39,6 +39,7 @@ from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS, REMOVAL
 from anomalygen.mesh.sampling import sample_surface
 from anomalygen.seeds import class_entropy
+from anomalygen.shapes.repair import RepairSettings
 from anomalygen.shapes.sources import open_source
 
 SPLIT_CODE = {"train": 0, "test": 1}
@@ -78,6 +79,11 @@ class Settings:
     binary: bool
     write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
     layout: str = asn.LAYOUT  # 'anomaly-shapenet' | 'real3d-ad' (anomalygen.builds.point_layouts)
+    max_repair_tau: float = 1.0  # a source mesh whose repair moved it farther (in tau) is refused
+
+    def repair(self) -> RepairSettings:
+        """How source meshes are repaired and when a repair is refused (anomalygen.shapes.repair)."""
+        return RepairSettings(voxel_pitch=self.voxel_pitch, max_tau=self.max_repair_tau, tau=self.tau)
 
 
 @dataclass
@@ -151,9 +157,9 @@ _CACHE: dict = {}
 
 
 def _source(settings: Settings):
-    key = ("source", settings.source, settings.voxel_pitch)
+    key = ("source", settings.source, settings.repair())
     if key not in _CACHE:
-        _CACHE[key] = open_source(settings.source, settings.voxel_pitch)
+        _CACHE[key] = open_source(settings.source, settings.repair())
     return _CACHE[key]
 
 
@@ -429,6 +435,7 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
         accept_factor=float(require(recipe, "labels.accept_factor", (int, float), 1)),
         max_edge=float(require(recipe, "shapes.max_edge", (int, float), 1e-4, 1)),
         voxel_pitch=float(require(recipe, "shapes.voxel_pitch", (int, float), 1e-4, 1)),
+        max_repair_tau=float(require(recipe, "shapes.max_repair_tau", (int, float), 0)),
         defect_params={k: scale_defect(k, dict(v), level, tau) for k, v in dparams.items()},
         engine=str(get_key(recipe, "engine") if engine is None else engine),
         source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
@@ -468,7 +475,7 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
     settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects, layout=layout)
     get_engine(settings.engine)  # fail fast with the engine's own message
-    src = open_source(settings.source, settings.voxel_pitch)
+    src = open_source(settings.source, settings.repair())
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
     rejected_classes = check_source_meshes(settings, names) if settings.source else {}
     names = [c for c in names if c not in rejected_classes]
