@@ -55,6 +55,7 @@ RULES: dict[str, dict[str, tuple]] = {
         "labels.max_retries": ("int", 0, 50), "labels.accept_factor": ("num", 1.0, 1e6),
         "defects.*.target_ratio": POSITIVE_UNIT, "defects.*.segments": ("int", 3, 10000),
         "defects.*.max_wall_fraction": UNIT, "defects.*.extremity_quantile": UNIT,
+        "defects.*.min_share_beyond_tau": UNIT,
     },
     "das3d": {
         "seed": SEED, "size": ("int", 0, 4096), "per_image": ("int", 1, 1000),

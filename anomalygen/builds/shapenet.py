@@ -33,7 +33,7 @@ from anomalygen.builds.cluster import BuildFailed, run_samples
 from anomalygen.builds.difficulty import recipe_difficulty, scale_defect
 from anomalygen.builds.engines import get_engine
 from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
-from anomalygen.mesh.labels import label_points
+from anomalygen.mesh.labels import beyond_share, label_parts
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS, REMOVAL
@@ -96,14 +96,17 @@ class Record:
     points: int
     anomaly_ratio: float
     target_ratio: float | None = None
-    attempts: int = 0
+    attempts: int = 0     # defect draws and resizes tried
     params: dict = field(default_factory=dict)
     rejected: str = ""    # why no files were written for this sample (its ratio missed the recipe range)
     seconds: float = 0.0  # in memory only: never in a record file or the manifest (timing differs run to run)
+    beyond_tau_share: float | None = None  # share of the labelled points farther than tau from the original surface
 
     def stored(self) -> dict:
-        """What the record file and the manifest hold: no timing, `rejected` only when set."""
-        return {k: v for k, v in asdict(self).items() if k != "seconds" and (k != "rejected" or v)}
+        """What the record file and the manifest hold: no timing, `rejected` and `beyond_tau_share`
+        only when set."""
+        return {k: v for k, v in asdict(self).items()
+                if k != "seconds" and (k != "rejected" or v) and (k != "beyond_tau_share" or v is not None)}
 
 
 # ------------------------------------------------------------------ planning
@@ -177,7 +180,9 @@ def class_mesh(settings: Settings, cls: str):
 
 
 def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: int):
-    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits."""
+    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits and enough of
+    the labelled points lie beyond tau (`min_share_beyond_tau` of the defect's section: a cut on a
+    part thinner than the defect can show, labelled by its rim alone, is redrawn elsewhere)."""
     key = ("engine", settings.engine)
     if key not in _CACHE:
         _CACHE[key] = get_engine(settings.engine)
@@ -186,10 +191,12 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
     tau, rim = settings.tau * D, settings.rim_distance * D
     lo, hi = settings.ratio
     base = {**settings.defect_params.get(job.defect, {}), "tau": settings.tau, "rim_distance": settings.rim_distance}
-    scale, target, best, errors, draw, resized, last_r = 1.0, None, None, [], 0, 0, 0.0
+    need = float(base.pop("min_share_beyond_tau", 0.0))
+    scale, target, best, errors, draw, resized, last_r, tried = 1.0, None, None, [], 0, 0, 0.0, 0
     for attempt in range(settings.max_retries + 1):
+        tried = attempt + 1
         # the same draw (place, shape) is resized until it fits; a new draw only when the
-        # operator fails or resizing stalls, so the ratio responds smoothly to the scale
+        # operator fails, resizing stalls or the place is too thin, so the ratio responds smoothly to the scale
         params = dict(base, size_scale=scale)
         if target is not None:
             params["target_ratio"] = target
@@ -203,26 +210,26 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
             target = float(res.params.get("target_ratio", np.sqrt(lo * hi)))
         rng = np.random.default_rng(seed + [draw, resized, 1])
         pts = sample_surface(res.mesh, n, rng)[0].astype(np.float32)
-        lab = label_points(pts, mesh, res, tau, rim)
-        r = float(lab.mean())
+        lab, beyond = label_parts(pts, mesh, res, tau, rim)
+        r, share = float(lab.mean()), beyond_share(lab, beyond)
         miss = abs(np.log(max(r, 1e-6) / target))
-        inside = lo <= r <= hi
-        if best is None or (inside, -miss) > (best[0], -best[1]):
-            best = (inside, miss, res, pts, lab, r, attempt + 1)
-        if inside and miss <= np.log(settings.accept_factor):
+        inside, deep = lo <= r <= hi, share >= need
+        if best is None or (inside and deep, inside, -miss) > (best[0] and best[1], best[0], -best[2]):
+            best = (inside, deep, miss, res, pts, lab, r, share)
+        if inside and deep and miss <= np.log(settings.accept_factor):
             break
         step = (target / max(r, target / 8)) ** (1.0 / RETRY_EXPONENT.get(job.defect, 1.5))
         stalled = resized > 0 and abs(np.log(max(r, 1e-6) / max(last_r, 1e-6))) < 0.1  # size capped
         last_r = r
         resized += 1
-        if resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
+        if not deep or resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
             draw, scale, resized = draw + 1, 1.0, 0
         else:
             scale *= step
     if best is None:
         raise RuntimeError(f"{job.cls}/{job.name}: every attempt failed ({'; '.join(errors[-3:])})")
-    _, _, res, pts, lab, r, attempts = best
-    return res, pts, lab, target, attempts
+    _, _, _, res, pts, lab, r, share = best
+    return res, pts, lab, target, tried, share, need
 
 
 def make_sample(settings: Settings, job: Job):
@@ -238,14 +245,21 @@ def make_sample(settings: Settings, job: Job):
         rec = Record(job.cls, job.split, job.name, GOOD, seed, n, 0.0)
         out_mesh = mesh
     else:
-        res, pts, lab, target, attempts = _anomalous_sample(settings, mesh, job, seed, n)
+        res, pts, lab, target, attempts, share, need = _anomalous_sample(settings, mesh, job, seed, n)
         params = {k: _jsonable(v) for k, v in sorted(res.params.items()) if k not in ("tau", "rim_distance")}
-        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params)
+        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params,
+                     beyond_tau_share=float(f"{share:.4g}"))
         out_mesh = res.mesh
         lo, hi = settings.ratio
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if not lo <= rec.anomaly_ratio <= hi:  # never write a sample whose labels miss the recipe's bounds
-            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {attempts} "
-                            "attempts (object too small or thin for this defect's sizes?)")
+            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {tries} "
+                            "(object too small or thin for this defect's sizes?)")
+        elif share < need:  # nor one whose defect is only its rim: a cut the part is too thin to show
+            rec.rejected = (f"only {share:.0%} of its labelled points lie beyond tau (defects.{job.defect}."
+                            f"min_share_beyond_tau: {need:g}) after {tries}: the part is thinner than this defect "
+                            "can show wherever it was drawn")
+        if rec.rejected:
             rec.seconds = time.perf_counter() - t0
             return None, rec, None
     rec.seconds = time.perf_counter() - t0

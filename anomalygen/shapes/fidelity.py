@@ -8,8 +8,10 @@ and the repaired one, measured on points spread over each.
     repaired -> user   how far the repaired surface lies from the user's anywhere: a patch
                        across a wide opening, a wall thickened or a corner rounded by remeshing.
 
-Both are the largest distance found over the points (a sampled Hausdorff distance), in the
-units of the meshes given, beside the share of each surface's points farther than tau.
+Both are the largest distance found over the points (a sampled Hausdorff distance; the points
+are spread by area and include every vertex and face centre, where a patch or a lost tip is
+farthest), in the units of the meshes given, beside the share of each surface's area farther
+than tau.
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ def repair_distance(user: trimesh.Trimesh, repaired: trimesh.Trimesh, tau: float
     inside decides which of the user's faces are enclosed)."""
     import open3d as o3d
 
-    pu = trimesh.sample.sample_surface(user, points, seed=1)[0].astype(np.float32)
-    pr = trimesh.sample.sample_surface(repaired, points, seed=2)[0].astype(np.float32)
-    outside = g.scene(repaired).compute_signed_distance(o3d.core.Tensor(pu), nsamples=3).numpy()
+    pu, nu = _points(user, points, 1)
+    pr, nr = _points(repaired, points, 2)
+    outside = np.maximum(g.scene(repaired).compute_signed_distance(o3d.core.Tensor(pu), nsamples=3).numpy(), 0.0)
     away = g.scene(user).compute_distance(o3d.core.Tensor(pr)).numpy()
-    return RepairDistance(float(max(outside.max(), 0.0)), float(away.max()),
-                          float((outside > tau).mean()), float((away > tau).mean()))
+    return RepairDistance(float(outside.max()), float(away.max()),
+                          float((outside[:nu] > tau).mean()), float((away[:nr] > tau).mean()))
+
+
+def _points(mesh: trimesh.Trimesh, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """(float32 points, n): n spread by area first, then every vertex and face centre."""
+    spread = trimesh.sample.sample_surface(mesh, n, seed=seed)[0]
+    pts = np.concatenate([spread, np.asarray(mesh.vertices), np.asarray(mesh.triangles_center)])
+    return np.ascontiguousarray(pts, np.float32), n
