@@ -491,6 +491,10 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     get_engine(settings.engine)  # fail fast with the engine's own message
     src = open_source(settings.source, settings.repair())
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
+    if settings.source:
+        # the checks repair meshes with booleans in this process: manifold3d's thread pool must not start
+        # here with threads of its own, or the worker processes forked below inherit its locks and hang
+        g.one_boolean_thread()
     rejected_classes = check_source_meshes(settings, names) if settings.source else {}
     names = [c for c in names if c not in rejected_classes]
     train = int(require(recipe, "dataset.train_per_class", int, 0) if train_per_class is None else train_per_class)

@@ -207,7 +207,11 @@ def _united(solids: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 def repair(mesh: trimesh.Trimesh, settings: RepairSettings = RepairSettings()) -> Repaired:
     """The repair of the module docstring on `mesh`, scaled to the user's unit-diagonal frame;
     FormatError when no repair closes it. Whether the repair moved it too far is `refusal`'s call."""
-    user = normalize(mesh)
+    with np.errstate(divide="ignore", invalid="ignore"):  # trimesh's centre of mass of a zero-volume body
+        return _repair(normalize(mesh), settings)
+
+
+def _repair(user: trimesh.Trimesh, settings: RepairSettings) -> Repaired:
     if _solid(user) and user.volume > 0 and user.body_count == 1:
         return Repaired(g.canonical(user))
     m = merged(user)
