@@ -153,8 +153,13 @@ def main() -> None:
     checks = label_check(out / "ds", man, src)
     print(f"packages: {versions()}; recipe anomaly-shapenet, shapes.max_repair_tau="
           f"{recipe['shapes']['max_repair_tau']}; {a.train} train + {a.test} test per class; workers {a.workers}")
-    print(f"build {wall:.0f} s wall, load average {la0[0]:.1f} before / {os.getloadavg()[0]:.1f} after; validate: "
-          f"{'ok' if ok else 'FAILED'}; samples written {len(res.stats)}, refused {len(res.out_of_range)}")
+    import resource
+
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(f"build {wall:.0f} s wall ({1000 * wall / max(len(res.stats), 1):.0f} ms per written sample, repairs "
+          f"included), peak RSS of one process {peak / 1024:.0f} MiB, load average {la0[0]:.1f} before / "
+          f"{os.getloadavg()[0]:.1f} after; validate: {'ok' if ok else 'FAILED'}; samples written {len(res.stats)}, "
+          f"refused {len(res.out_of_range)}")
     print("| class | file | repair | distance to source (tau: user->repaired / repaired->user) | accepted? | "
           "label-0 misses | normal samples to user's surface (tau) | min removal share beyond tau |")
     print("|---|---|---|---|---|---|---|---|")

@@ -36,7 +36,7 @@ from anomalygen.shapes.catalog import normalize
 from anomalygen.shapes.fidelity import RepairDistance, repair_distance
 from anomalygen.shapes.remesh import remesh_pitch, voxel_remesh
 
-# a body enclosing less than this share of the whole mesh's box is a sliver or a sheet, not a solid
+# a closed body enclosing less volume than this (at unit diagonal) is a sheet or a sliver, not a solid
 MIN_BODY_VOLUME = 1e-9
 
 
