@@ -80,6 +80,7 @@ def test_without_the_bound_some_cuts_on_the_fins_are_only_their_rim(runs):
 
 def test_the_rejection_line_counts_every_attempt(runs):
     st, made = runs[0.3]
-    for _, rec, _ in made:
-        if rec.rejected:
-            assert f"after {rec.attempts} attempt" in rec.rejected and rec.attempts == st.max_retries + 1
+    rejected = [rec for _, rec, _ in made if rec.rejected]
+    assert rejected  # a part this thin leaves some draws with no place deep enough
+    for rec in rejected:
+        assert f"after {rec.attempts} attempts" in rec.rejected and rec.attempts == st.max_retries + 1
