@@ -31,7 +31,7 @@ from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc
 from anomalygen.recipe_schema import check_recipe
 from anomalygen.recipes import builtin_recipes, get_key, load_recipe
 from anomalygen.detectors import available_detectors, get_detector
-from anomalygen.detectors.base import Detector, FitOptions, resolve_device
+from anomalygen.detectors.base import Detector, FitOptions, check_precision, resolve_device
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.reports.tables import summarize, write_metrics
 from anomalygen.detectors.runs import (RUN_VERSION, TRAINED, TRAINING, can_resume, check_resumable, claim_folder,
@@ -76,6 +76,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     loader_workers = get_key(rec, "run.loader_workers", 0)
     if isinstance(loader_workers, bool) or not isinstance(loader_workers, int) or loader_workers < 0:
         raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {loader_workers!r}")
+    precision = check_precision(get_key(rec, "run.precision", "auto"))
     _check_fit_limits(max_minutes, devices)
     data = Path(data)
     dataset = open_dataset(data)
@@ -94,7 +95,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     try:
         write_run(out, run)
         options = FitOptions(resume=resume, max_minutes=max_minutes, devices=devices, loader_workers=loader_workers,
-                             progress=progress)
+                             progress=progress, precision=precision)
         _train_tasks(cls, dev, dataset, tasks, out, options, run, previous.get("trained", {}))
     except BaseException as exc:
         if _is_interrupt(exc):
@@ -254,6 +255,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     run_cfg = run.get("run", {})
     dev = resolve_device(device or run_cfg.get("device", "auto"))
     set_threads(run_cfg.get("threads"))
+    precision = check_precision(run_cfg.get("precision", "auto"))
     out = Path(out) if out else run_dir
     tasks = [Task.from_dict(t) for t in run["tasks"]]
     known = dataset.classes()
@@ -265,6 +267,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     for task in tqdm(tasks, desc=f"evaluate {run['detector']}", disable=not progress, leave=False, dynamic_ncols=True):
         if task.model_key not in models:
             models = {task.model_key: Detector.load(model_dir(run_dir, task.model_key), dev)}
+            models[task.model_key].precision = precision
         path = task_scores_file(out, task.name) if save_maps else None
         rows.append(evaluate_task(models[task.model_key], dataset, task, run_cfg, progress, path))
     kind = "images" if dataset.layout == MVTEC_LAYOUT else "points"

@@ -5,7 +5,7 @@
 Why the Trainer and not Fabric: everything this loop promises is a Trainer feature that
 Fabric would leave to hand-written code: full-state checkpoints and `ckpt_path` resume
 (model, optimizer, LR schedule, loop counters), the step-boundary time budget (Timer),
-precision plugins (bf16 autocast on CUDA), DDP strategies with their launchers and the
+precision plugins (bf16 autocast: FitOptions.precision), DDP strategies with their launchers and the
 return of rank 0's weights to the caller's process, gradient clipping and deterministic
 mode. With Fabric the epoch loop, its restart bookkeeping and the budget check would be
 ours to write and to get right; here the only loop-shaped code is Lightning's.
@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.detectors.base import FitOptions
+from anomalygen.detectors.base import FitOptions, mixed_precision
 from anomalygen.detectors.training.callbacks import (IGNORED_WARNINGS, LAST_CHECKPOINT, LIGHTNING_LOGGERS, EpochCheckpoint,
                                                      FitBudget, LossLog, QuietLightning, RunProgressBar)
 from anomalygen.detectors.training.config import TrainConfig
@@ -104,7 +104,7 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
             trainer = pl.Trainer(
                 accelerator=accelerator, devices=devices,
                 strategy="ddp_spawn" if options.devices > 1 else "auto",
-                precision="bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true",
+                precision="bf16-mixed" if mixed_precision(options.precision, torch.device(accelerator)) else "32-true",
                 max_epochs=config.epochs, gradient_clip_val=config.grad_clip,
                 # bit-identical weights for a seed on CPU; CUDA keeps its fast (nondeterministic) kernels
                 deterministic=True if not cuda else None,
