@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalygen.errors import AnomalygenError, MetricError
+from anomalygen.errors import AnomalygenError, MetricError, Terminated
 from anomalygen.io import open_dataset
 from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
 from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc
@@ -41,12 +41,13 @@ from anomalygen.detectors.tasks import Task, plan_tasks, split_classes
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the run folder was put in order: kept with what can be
-    resumed (`resumable`), or removed when nothing could be. str() is the line to show."""
+    """Ctrl-C or SIGTERM during training, after the run folder was put in order: kept with what can be
+    resumed (`resumable`), or removed when nothing could be. str() is the line to show; exit_code is
+    the shell's for the signal (130 = SIGINT, 143 = SIGTERM)."""
 
-    def __init__(self, message: str, run_dir: Path, resumable: bool):
+    def __init__(self, message: str, run_dir: Path, resumable: bool, exit_code: int = 130):
         super().__init__(message)
-        self.run_dir, self.resumable = run_dir, resumable
+        self.run_dir, self.resumable, self.exit_code = run_dir, resumable, exit_code
 
     def __str__(self) -> str:
         return self.args[0]
@@ -98,8 +99,9 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
                              progress=progress, precision=precision)
         _train_tasks(cls, dev, dataset, tasks, out, options, run, previous.get("trained", {}))
     except BaseException as exc:
-        if _is_interrupt(exc):
-            raise _interrupted(out, claim, len({t.model_key for t in tasks})) from None
+        cause = _interrupt_of(exc)
+        if cause is not None:
+            raise _interrupted(out, claim, len({t.model_key for t in tasks}), isinstance(cause, Terminated)) from None
         release_folder(out, claim)  # no half-trained run left behind
         raise
     run["status"] = TRAINED
@@ -131,28 +133,29 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
         write_run(out, run)
 
 
-def _is_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C, also when a library turned it into its own error (open3d's import does: ImportError
-    'initialization failed' with the KeyboardInterrupt as its cause)."""
+def _interrupt_of(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM) behind `exc`, also when a library turned it into its own error (open3d's
+    import does: ImportError 'initialization failed' with the KeyboardInterrupt as its cause)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            return True
+            return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
-def _interrupted(out: Path, claim: str | None, models: int) -> TrainingInterrupted:
+def _interrupted(out: Path, claim: str | None, models: int, terminated: bool = False) -> TrainingInterrupted:
     """Keep an interrupted run that can be resumed; otherwise undo what this call created."""
+    how, code = ("terminated (SIGTERM)", 143) if terminated else ("interrupted", 130)
     if can_resume(out):
-        return TrainingInterrupted(f"interrupted: {out} kept ({len(saved_models(out))} of {models} models saved); "
-                                   "run the same command with --resume to continue", out, True)
+        return TrainingInterrupted(f"{how}: {out} kept ({len(saved_models(out))} of {models} models saved); "
+                                   "run the same command with --resume to continue", out, True, code)
     release_folder(out, claim)
     if claim is None:
-        return TrainingInterrupted(f"interrupted: nothing to resume from yet in {out}", out, False)
+        return TrainingInterrupted(f"{how}: nothing to resume from yet in {out}", out, False, code)
     undone = "removed" if claim == "created" else "emptied"
-    return TrainingInterrupted(f"interrupted before anything could be resumed; {out} {undone}", out, False)
+    return TrainingInterrupted(f"{how} before anything could be resumed; {out} {undone}", out, False, code)
 
 
 def _check_fit_limits(max_minutes, devices) -> None:
