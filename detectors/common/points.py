@@ -49,7 +49,8 @@ def float32(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
-        with torch.autocast(device, enabled=False):
+        # autocast exists on cpu and cuda; other devices (meta: shapes only) have nothing to turn off
+        with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else contextlib.nullcontext():
             return fn(*(lift(a) for a in args), **{k: lift(v) for k, v in kwargs.items()})
     return wrapper
 

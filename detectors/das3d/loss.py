@@ -28,11 +28,11 @@ def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor)
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
+@float32
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
     """Mean SSIM of (B,C,H,W) images in [0, 1] (Wang et al. 2004), Gaussian window, zero padding as DRAEM.
     Computed in float32 outside autocast: E[x^2] - E[x]^2 in bf16 loses the variances."""
-    with torch.autocast(a.device.type, enabled=False):
-        return _ssim(a.float(), b.float(), window, sigma)
+    return _ssim(a.float(), b.float(), window, sigma)
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
