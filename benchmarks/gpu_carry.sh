@@ -29,30 +29,31 @@ python3 -m pip download -q --no-deps "${PLATFORM[@]}" -d "$C/whl" "${WHEELS[@]}"
 python3 -m pip download -q --no-deps "${PLATFORM[@]}" -d "$C/tmp" "$OPEN3D"
 
 python3 - "$C" <<'EOF'
-"""open3d's compiled core and Python files, the viewer import made optional, packed as .carry/open3d.tar.xz."""
-import glob, io, lzma, os, sys, tarfile, zipfile
+"""open3d's compiled core and Python files into .carry/tmp/o3d, the viewer import made optional."""
+import glob, os, sys, zipfile
 
 carry = sys.argv[1]
 drop = ("open3d/resources/", "open3d/_ml3d/", "open3d/examples/", "open3d/tools/", "open3d/labextension/",
         "open3d/nbextension/", "open3d/ml/torch/", "open3d/ml/tf/", "open3d/ml/contrib/", "open3d/cpu/open3d_torch_ops.so")
-viewer = "from .draw_plotly import draw_plotly\nfrom .draw_plotly import draw_plotly_server\n"
-optional = ("try:  # Plotly / Dash viewer: optional here\n    from .draw_plotly import draw_plotly, draw_plotly_server\n"
-            "except ImportError:\n    pass\n")
+viewer = b"from .draw_plotly import draw_plotly\nfrom .draw_plotly import draw_plotly_server\n"
+optional = (b"try:  # Plotly / Dash viewer: optional here\n    from .draw_plotly import draw_plotly, draw_plotly_server\n"
+            b"except ImportError:\n    pass\n")
 (wheel,) = glob.glob(os.path.join(carry, "tmp", "open3d*.whl"))
-with zipfile.ZipFile(wheel) as z, lzma.open(os.path.join(carry, "open3d.tar.xz"), "wb", preset=6) as xz, \
-        tarfile.open(fileobj=xz, mode="w") as tar:
+with zipfile.ZipFile(wheel) as z:
     for info in z.infolist():
         name = info.filename
         if not name.startswith("open3d/") or name.endswith("/") or name.startswith(drop):
             continue
         data = z.read(info)
         if name == "open3d/visualization/__init__.py":
-            assert viewer.encode() in data, "open3d.visualization changed: update gpu_carry.sh"
-            data = data.replace(viewer.encode(), optional.encode())
-        entry = tarfile.TarInfo(name)
-        entry.size, entry.mode = len(data), 0o755 if name.endswith(".so") or ".so." in name else 0o644
-        tar.addfile(entry, io.BytesIO(data))
+            assert viewer in data, "open3d.visualization changed: update gpu_carry.sh"
+            data = data.replace(viewer, optional)
+        path = os.path.join(carry, "tmp", "o3d", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
 EOF
+tar -C "$C/tmp/o3d" -cf - open3d | xz -T0 -6 > "$C/open3d.tar.xz"
 rm -rf "$C/tmp"
 
 apt-get update -qq
