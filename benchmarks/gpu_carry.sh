@@ -10,8 +10,8 @@
 #   wheels   trimesh, manifold3d, fpsample, rtree (cp312 manylinux) and setuptools (to install the project)
 #   open3d   open3d-cpu 0.19's wheel is 100 MB, over the 64 MiB a call carries; its compiled core alone
 #            (pybind + libc++ + TBB: FPFH, normals, RANSAC, DBSCAN, raycasting) packs to ~40 MB with xz.
-#            Left out: GUI resources, the ML ops and datasets, examples; its Plotly/Dash viewer, imported
-#            by `open3d.visualization`, becomes optional (Plotly and Dash are not there either).
+#            Left out: GUI resources, Open3D-ML and its ops, examples; two imports that need what is not
+#            carried become optional (the Plotly/Dash viewer, Open3D-ML).
 #   libs     the X11 / GL client libraries that core links against (Debian bookworm packages, unpacked
 #            there into /tmp/gl and found through LD_LIBRARY_PATH; nothing is written to /).
 set -euo pipefail
@@ -29,15 +29,19 @@ python3 -m pip download -q --no-deps "${PLATFORM[@]}" -d "$C/whl" "${WHEELS[@]}"
 python3 -m pip download -q --no-deps "${PLATFORM[@]}" -d "$C/tmp" "$OPEN3D"
 
 python3 - "$C" <<'EOF'
-"""open3d's compiled core and Python files into .carry/tmp/o3d, the viewer import made optional."""
+"""open3d's compiled core and Python files into .carry/tmp/o3d; the viewer and Open3D-ML imports made optional."""
 import glob, os, sys, zipfile
 
 carry = sys.argv[1]
-drop = ("open3d/resources/", "open3d/_ml3d/", "open3d/examples/", "open3d/tools/", "open3d/labextension/",
-        "open3d/nbextension/", "open3d/ml/torch/", "open3d/ml/tf/", "open3d/ml/contrib/", "open3d/cpu/open3d_torch_ops.so")
-viewer = b"from .draw_plotly import draw_plotly\nfrom .draw_plotly import draw_plotly_server\n"
-optional = (b"try:  # Plotly / Dash viewer: optional here\n    from .draw_plotly import draw_plotly, draw_plotly_server\n"
-            b"except ImportError:\n    pass\n")
+drop = ("open3d/resources/", "open3d/_ml3d/", "open3d/ml/", "open3d/examples/", "open3d/tools/",
+        "open3d/labextension/", "open3d/nbextension/", "open3d/cpu/open3d_torch_ops.so")
+optional = {  # file: (import that needs what is not carried, the same import made optional)
+    "open3d/visualization/__init__.py": (b"from .draw_plotly import draw_plotly\nfrom .draw_plotly import draw_plotly_server\n",
+                                         b"try:  # Plotly / Dash viewer: not carried\n    from .draw_plotly import draw_plotly, "
+                                         b"draw_plotly_server\nexcept ImportError:\n    pass\n"),
+    "open3d/__init__.py": (b"\nimport open3d.ml\n", b"\ntry:  # Open3D-ML: not carried\n    import open3d.ml\n"
+                                                    b"except ImportError:\n    pass\n"),
+}
 (wheel,) = glob.glob(os.path.join(carry, "tmp", "open3d*.whl"))
 with zipfile.ZipFile(wheel) as z:
     for info in z.infolist():
@@ -45,9 +49,10 @@ with zipfile.ZipFile(wheel) as z:
         if not name.startswith("open3d/") or name.endswith("/") or name.startswith(drop):
             continue
         data = z.read(info)
-        if name == "open3d/visualization/__init__.py":
-            assert viewer in data, "open3d.visualization changed: update gpu_carry.sh"
-            data = data.replace(viewer, optional)
+        if name in optional:
+            old, new = optional[name]
+            assert data.count(old) == 1, f"{name} changed: update benchmarks/gpu_carry.sh"
+            data = data.replace(old, new)
         path = os.path.join(carry, "tmp", "o3d", name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
