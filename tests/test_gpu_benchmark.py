@@ -50,7 +50,7 @@ def test_a_stage_that_fails_or_runs_over_gives_a_note_and_nothing_else_stops(smo
 
     work = out / "work"
     plan = json.loads((work / "plan.json").read_text())
-    plan["setup"]["sections"]["imrnet"] = {**plan["setup"]["sections"]["imrnet"], "n_points": 8}  # < groups: refused
+    plan["setup"]["sections"]["imrnet"] = {**plan["setup"]["sections"]["imrnet"], "n_points": 16}  # < groups: refused
     (work / "plan.json").write_text(json.dumps(plan))
     (row,) = gpu._run_child("imrnet", out, work, limit=300)
     assert row["notes"].startswith("failed (exit 1)") and "imrnet.groups" in row["notes"]
