@@ -73,6 +73,7 @@ RULES: dict[str, dict[str, tuple]] = {
     "detectors": {
         "run.threads": ("kinds", "int>=1", "null"), "run.aupro_thresholds": ("kinds", "int>=1", "null"),
         "run.aupro_fpr_limit": POSITIVE_UNIT, "run.device": ("kinds", "str"),
+        "run.precision": ("oneof", "auto", "32-true", "bf16-mixed"),
     },
 }
 # a free mapping in one recipe that overrides another recipe (checked as a partial recipe of that kind)

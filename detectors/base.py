@@ -19,6 +19,7 @@ probing for private methods:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from anomalygen.io import write_text_atomic
 from anomalygen.io.samples import Sample
 
 STATE_FILE = "detector.json"
+# Recipe `run.precision`: auto = bf16-mixed on a CUDA GPU that has bf16, else 32-true (training and scoring).
+PRECISIONS = ("auto", "32-true", "bf16-mixed")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class FitOptions:
     devices        > 1: data-parallel (DDP) training over that many devices
     loader_workers DataLoader worker processes reading the training samples
     progress       show progress bars
+    precision      auto | 32-true | bf16-mixed (recipe run.precision; see `mixed_precision`)
     task           the task's name, for messages
     irrelevant     training-sample references of the task's task-irrelevant classes (other classes than
                    the ones trained and tested; filled for detectors with `uses_irrelevant`)
@@ -56,6 +60,7 @@ class FitOptions:
     devices: int = 1
     loader_workers: int = 0
     progress: bool = False
+    precision: str = "auto"
     task: str = ""
     irrelevant: Sequence = ()
 
@@ -71,6 +76,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AnomalygenError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
     return dev
+
+
+def check_precision(precision) -> str:
+    if precision not in PRECISIONS:
+        raise AnomalygenError(f"run.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def mixed_precision(precision: str, device: torch.device) -> bool:
+    """Whether `precision` means bf16 autocast on `device`: bf16-mixed anywhere (CPU autocast included),
+    auto only on a CUDA GPU with bf16."""
+    check_precision(precision)
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16-mixed"
 
 
 class Detector:
@@ -89,6 +109,8 @@ class Detector:
         self.kind: str | None = None
         self.fitted = False
         self.training_info: dict = {}  # how the last fit went (epochs, steps, stopped, ...): the engine records it
+        # scoring precision (PRECISIONS): bf16 autocast around _score; the engine sets it from run.precision
+        self.precision = "32-true"
 
     # -- public API -------------------------------------------------------------------
     def fit(self, train, options: FitOptions | None = None) -> "Detector":
@@ -113,7 +135,7 @@ class Detector:
             raise AnomalygenError(f"{self.name}: score() called before fit() or load()")
         if sample_kind(sample) != self.kind:
             raise AnomalygenError(f"{self.name} was fitted on {self.kind} but got a {sample_kind(sample)} sample")
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             s, amap = self._score(sample)
         return float(s), np.asarray(amap, dtype=np.float32)
 
@@ -127,9 +149,16 @@ class Detector:
         for s in samples:
             if sample_kind(s) != self.kind:
                 raise AnomalygenError(f"{self.name} was fitted on {self.kind} but got a {sample_kind(s)} sample")
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             res = self._score_many(list(samples))
         return [(float(s), np.asarray(m, dtype=np.float32)) for s, m in res]
+
+    def autocast(self):
+        """bf16 autocast when `precision` asks for it on this device, else nothing. Distances, losses and
+        maps stay float32 inside it (anomalygen.detectors.common.points.float32)."""
+        if not mixed_precision(self.precision, self.device):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def save(self, directory: str | Path) -> Path:
         if not self.fitted:

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalygen.errors import AnomalygenError, MetricError
+from anomalygen.errors import AnomalygenError, MetricError, Terminated
 from anomalygen.io import open_dataset
 from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
 from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc
 from anomalygen.recipe_schema import check_recipe
 from anomalygen.recipes import builtin_recipes, get_key, load_recipe
 from anomalygen.detectors import available_detectors, get_detector
-from anomalygen.detectors.base import Detector, FitOptions, resolve_device
+from anomalygen.detectors.base import Detector, FitOptions, check_precision, resolve_device
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.reports.tables import summarize, write_metrics
 from anomalygen.detectors.runs import (RUN_VERSION, TRAINED, TRAINING, can_resume, check_resumable, claim_folder,
@@ -41,12 +41,13 @@ from anomalygen.detectors.tasks import Task, plan_tasks, split_classes
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the run folder was put in order: kept with what can be
-    resumed (`resumable`), or removed when nothing could be. str() is the line to show."""
+    """Ctrl-C or SIGTERM during training, after the run folder was put in order: kept with what can be
+    resumed (`resumable`), or removed when nothing could be. str() is the line to show; exit_code is
+    the shell's for the signal (130 = SIGINT, 143 = SIGTERM)."""
 
-    def __init__(self, message: str, run_dir: Path, resumable: bool):
+    def __init__(self, message: str, run_dir: Path, resumable: bool, exit_code: int = 130):
         super().__init__(message)
-        self.run_dir, self.resumable = run_dir, resumable
+        self.run_dir, self.resumable, self.exit_code = run_dir, resumable, exit_code
 
     def __str__(self) -> str:
         return self.args[0]
@@ -76,6 +77,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     loader_workers = get_key(rec, "run.loader_workers", 0)
     if isinstance(loader_workers, bool) or not isinstance(loader_workers, int) or loader_workers < 0:
         raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {loader_workers!r}")
+    precision = check_precision(get_key(rec, "run.precision", "auto"))
     _check_fit_limits(max_minutes, devices)
     data = Path(data)
     dataset = open_dataset(data)
@@ -94,11 +96,12 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     try:
         write_run(out, run)
         options = FitOptions(resume=resume, max_minutes=max_minutes, devices=devices, loader_workers=loader_workers,
-                             progress=progress)
+                             progress=progress, precision=precision)
         _train_tasks(cls, dev, dataset, tasks, out, options, run, previous.get("trained", {}))
     except BaseException as exc:
-        if _is_interrupt(exc):
-            raise _interrupted(out, claim, len({t.model_key for t in tasks})) from None
+        cause = _interrupt_of(exc)
+        if cause is not None:
+            raise _interrupted(out, claim, len({t.model_key for t in tasks}), isinstance(cause, Terminated)) from None
         release_folder(out, claim)  # no half-trained run left behind
         raise
     run["status"] = TRAINED
@@ -130,28 +133,29 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
         write_run(out, run)
 
 
-def _is_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C, also when a library turned it into its own error (open3d's import does: ImportError
-    'initialization failed' with the KeyboardInterrupt as its cause)."""
+def _interrupt_of(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM) behind `exc`, also when a library turned it into its own error (open3d's
+    import does: ImportError 'initialization failed' with the KeyboardInterrupt as its cause)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            return True
+            return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
-def _interrupted(out: Path, claim: str | None, models: int) -> TrainingInterrupted:
+def _interrupted(out: Path, claim: str | None, models: int, terminated: bool = False) -> TrainingInterrupted:
     """Keep an interrupted run that can be resumed; otherwise undo what this call created."""
+    how, code = ("terminated (SIGTERM)", 143) if terminated else ("interrupted", 130)
     if can_resume(out):
-        return TrainingInterrupted(f"interrupted: {out} kept ({len(saved_models(out))} of {models} models saved); "
-                                   "run the same command with --resume to continue", out, True)
+        return TrainingInterrupted(f"{how}: {out} kept ({len(saved_models(out))} of {models} models saved); "
+                                   "run the same command with --resume to continue", out, True, code)
     release_folder(out, claim)
     if claim is None:
-        return TrainingInterrupted(f"interrupted: nothing to resume from yet in {out}", out, False)
+        return TrainingInterrupted(f"{how}: nothing to resume from yet in {out}", out, False, code)
     undone = "removed" if claim == "created" else "emptied"
-    return TrainingInterrupted(f"interrupted before anything could be resumed; {out} {undone}", out, False)
+    return TrainingInterrupted(f"{how} before anything could be resumed; {out} {undone}", out, False, code)
 
 
 def _check_fit_limits(max_minutes, devices) -> None:
@@ -254,6 +258,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     run_cfg = run.get("run", {})
     dev = resolve_device(device or run_cfg.get("device", "auto"))
     set_threads(run_cfg.get("threads"))
+    precision = check_precision(run_cfg.get("precision", "auto"))
     out = Path(out) if out else run_dir
     tasks = [Task.from_dict(t) for t in run["tasks"]]
     known = dataset.classes()
@@ -265,6 +270,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     for task in tqdm(tasks, desc=f"evaluate {run['detector']}", disable=not progress, leave=False, dynamic_ncols=True):
         if task.model_key not in models:
             models = {task.model_key: Detector.load(model_dir(run_dir, task.model_key), dev)}
+            models[task.model_key].precision = precision
         path = task_scores_file(out, task.name) if save_maps else None
         rows.append(evaluate_task(models[task.model_key], dataset, task, run_cfg, progress, path))
     kind = "images" if dataset.layout == MVTEC_LAYOUT else "points"

@@ -197,7 +197,7 @@ class ZAL3DDetector(NeuralDetector):
         patches = torch.from_numpy(normalize_patches(raw) if len(raw) else raw).to(self.device)
         if len(ids) == 0:
             return patches, torch.zeros(0, FEATURE_DIM, device=self.device), ids
-        f = F.normalize(self.network.features(patches), dim=-1) * self.feature_scale
+        f = F.normalize(self.network.features(patches).float(), dim=-1) * self.feature_scale  # float32 under autocast
         return patches, f, ids
 
     def _cell_features(self, xyz: np.ndarray, fpfh, rgb) -> torch.Tensor:
@@ -268,7 +268,8 @@ class ZAL3DDetector(NeuralDetector):
             if len(ids):
                 patches = torch.from_numpy(normalize_patches(raw)).to(self.device)
                 perturbed = perturb(self.network.classifier, patches, c.eta)
-                probs[torch.as_tensor(ids, device=self.device)] = anomaly_probability(self.network.classifier, perturbed)
+                probs[torch.as_tensor(ids, device=self.device)] = anomaly_probability(self.network.classifier,
+                                                                                      perturbed).float()
             amap = amap + c.w_c * spread_to_pixels(probs.reshape(g, g), size, sigma)
             score += c.w_c * float(probs.max())
         return float(score), amap.cpu().numpy()
