@@ -10,6 +10,7 @@ bounding-box diagonal (`diagonal(mesh)`), so one recipe fits objects of any scal
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -37,6 +38,21 @@ def one_boolean_thread() -> None:
         manifold3d.Manifold.cube([1.0, 1.0, 1.0]).refine(2).num_tri()
     finally:
         os.sched_setaffinity(0, mask)
+
+
+def dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a . b over the last axis (length 3), broadcast, as three products added left to right.
+
+    Used where the result decides bytes on disk: `@` hands float64 products to BLAS, whose kernel
+    (and so the last bits of a dot product) depends on the CPU."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def power(x: np.ndarray, p: float) -> np.ndarray:
+    """x ** p elementwise with libm's pow: numpy's power (like exp, log, arctan2) takes an AVX-512
+    path on CPUs that have it, whose last bits differ from other CPUs'. For short arrays."""
+    return np.array([math.pow(float(v), p) for v in np.ravel(x)], np.float64).reshape(np.shape(x))
 
 
 def diagonal(mesh: trimesh.Trimesh) -> float:
