@@ -82,7 +82,11 @@ def close_progress_bars() -> None:
 
 
 def one_line(message: str) -> str:
-    """Error text on one line (a library's multi-line message is joined)."""
+    """Error text on one line (a library's multi-line message is joined). An error that torch carried
+    out of a DataLoader worker holds the worker's traceback; its last line is the error itself."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 

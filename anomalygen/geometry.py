@@ -209,11 +209,37 @@ def region_radius(mesh: trimesh.Trimesh, center: np.ndarray, normal: np.ndarray,
 
 
 def ray_distance(mesh: trimesh.Trimesh, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Distance along each ray to the first hit (inf when none); open3d's Embree raycaster."""
+    """Distance along each ray to the first hit (inf when none): open3d's Embree raycaster picks the
+    triangle, `triangle_hits` measures the distance (the same bits on every CPU)."""
     import open3d as o3d
 
     rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
-    return scene(mesh).cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    ans = scene(mesh).cast_rays(o3d.core.Tensor(rays))
+    pid = ans["primitive_ids"].numpy().astype(np.int64)
+    hit = np.isfinite(ans["t_hit"].numpy()) & (pid != o3d.t.geometry.RaycastingScene.INVALID_ID)
+    t = np.full(len(rays), np.inf)
+    if hit.any():
+        v = np.asarray(mesh.vertices, np.float32).astype(np.float64)  # the triangles the raycaster holds
+        t[hit] = triangle_hits(v, np.asarray(mesh.faces)[pid[hit]], rays[hit, :3].astype(np.float64),
+                               rays[hit, 3:].astype(np.float64))[0]
+    return t
+
+
+def triangle_hits(vertices: np.ndarray, triangles: np.ndarray, origins: np.ndarray,
+                  directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(t, unit normal) of each ray o + t d meeting the plane of its triangle (`triangles`: (K, 3)
+    vertex indices, one per ray), in float64 with elementwise products and sums only.
+
+    Why not the raycaster's own t: Embree computes it with the CPU's approximate reciprocal
+    (RCPPS and a Newton step), whose last bits differ between Intel and AMD processors."""
+    a, b, c = vertices[triangles[:, 0]], vertices[triangles[:, 1]], vertices[triangles[:, 2]]
+    e1, e2 = b - a, c - a
+    n = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
+                  e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
+    den = dot3(directions, n)
+    t = dot3(a - origins, n) / np.where(den != 0, den, 1.0)  # den = 0: a ray in the plane of a degenerate triangle
+    length = np.sqrt(dot3(n, n))
+    return t, n / np.where(length > 0, length, 1.0)[:, None]
 
 
 def wall_thicknesses(mesh: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray) -> np.ndarray:

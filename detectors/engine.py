@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalygen.errors import AnomalygenError, MetricError
+from anomalygen.errors import AnomalygenError, FormatError, MetricError
 from anomalygen.io import open_dataset
 from anomalygen.io.lock import lock_folder
 from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
@@ -86,6 +86,8 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     data = Path(data)
     dataset = open_dataset(data)
     tasks = plan_tasks(dataset, classes, train_classes, test_classes, irrelevant=cls.uses_irrelevant)
+    if evaluate if evaluate is not None else get_key(rec, "run.evaluate", True):
+        check_test_files(dataset, tasks)  # before hours of training, not after
     fingerprint = training_fingerprint(dataset, [c for t in tasks for c in t.train + t.irrelevant])
     # validates the detector's settings before anything is written; the realized config has defaults filled in
     config = cls(get_key(rec, detector, {}) or {}, dev).config
@@ -165,6 +167,16 @@ def _interrupted(out: Path, claim: str | None, models: int) -> TrainingInterrupt
         return TrainingInterrupted(f"interrupted: nothing to resume from yet in {out}", out, False)
     undone = "removed" if claim == "created" else "emptied"
     return TrainingInterrupted(f"interrupted before anything could be resumed; {out} {undone}", out, False)
+
+
+def check_test_files(dataset, tasks: list[Task]) -> None:
+    """One line for the first test sample the layout's reader would refuse for want of a file (an
+    anomalous sample without its ground truth: it would be scored as all normal)."""
+    for c in sorted({t.test for t in tasks}):
+        for ref in dataset.samples(c, "test"):
+            problem = dataset.missing(ref)
+            if problem:
+                raise FormatError(problem)
 
 
 def check_saved_models(run_dir: Path, tasks: list[Task]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import write_text_atomic
-from anomalygen.io.lock import lock_folder
+from anomalygen.io.lock import lock_folder, raise_if_busy
 from anomalygen.io.output_dir import check_out_path
 from anomalygen.detectors.base import STATE_FILE
 from anomalygen.detectors.stored import DamagedFile, read_json, reading
@@ -113,7 +113,11 @@ def claim_folder(out: Path, overwrite: bool = False, resume: bool = False) -> st
     check_out_path(out)
     if out.exists() and not out.is_dir():
         raise AnomalygenError(f"{out} exists and is not a folder; choose another --out")
-    _check_claimable(out, overwrite, resume)  # before anything is made
+    try:
+        _check_claimable(out, overwrite, resume)  # before anything is made
+    except AnomalygenError:
+        raise_if_busy(out)  # another run making it right now: name that one
+        raise
     existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock_folder(out)

@@ -54,12 +54,13 @@ def check_protocol(detectors, data, classes=None) -> tuple[list[str], list[str]]
         raise AnomalygenError(f"detector named twice in {','.join(names)}")
     for name in names:
         get_detector(name)
+    wanted = split_classes(classes)  # a class named twice: refused before the data is opened
     dataset = open_dataset(Path(data))
     if dataset.layout != MVTEC_LAYOUT:
         raise AnomalygenError(f"{data} is {dataset.layout}; the zero-shot protocol needs an MVTec 3D-AD-layout root "
                               "(pixel AUPRO), e.g. from `anomalygen render-mvtec3d`")
     known = dataset.classes()
-    chosen = split_classes(classes) or known
+    chosen = wanted or known
     for c in chosen:
         if c not in known:
             raise AnomalygenError(f"class {c!r} is not in {data}; it holds: {', '.join(known)}")

@@ -58,6 +58,28 @@ def lock_folder(folder: str | os.PathLike, option: str = "--out") -> None:
         _SESSIONS[-1].append(key)
 
 
+def raise_if_busy(folder: str | os.PathLike, option: str = "--out") -> None:
+    """FolderBusy when another process holds `folder` (it may be making it right now: what is there is
+    half made, and the line should name the writer, not the half-made folder)."""
+    folder = Path(folder)
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in _HELD:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderBusy(f"{option} {folder} is being written by {holder(st)}; wait for it to finish or "
+                                 f"choose another {option}") from None
+    finally:
+        os.close(fd)  # a lock taken here goes with the descriptor
+
+
 def holder(st: os.stat_result) -> str:
     """'process PID (its command line)' of the process holding a flock on the file `st`, from /proc/locks."""
     dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
@@ -114,4 +136,4 @@ def session() -> Iterator[None]:
             release(key)
 
 
-__all__ = ["FolderBusy", "holder", "lock_folder", "release_all", "session"]
+__all__ = ["FolderBusy", "holder", "lock_folder", "raise_if_busy", "release_all", "session"]

@@ -107,7 +107,7 @@ def _load(ref: SampleRef) -> ImageSample:
     mask = read_mask_png(f["gt"]) if "gt" in f else None
     problem = mask_problem(ref, mask)
     if problem:
-        raise FormatError(f"{f.get('gt', f['xyz'])}: {problem}")
+        raise FormatError(f"{f.get('gt', f['xyz'])}: {problem}")  # the words of MVTec3DDataset.missing
     if mask is None:
         mask = np.zeros(xyz.shape[:2], np.uint8)
     return ImageSample(xyz=xyz, rgb=rgb, mask=mask, cls=ref.cls, split=ref.split,
@@ -132,6 +132,10 @@ class MVTec3DDataset(Dataset):
                             files[kind] = p
                     refs.append(SampleRef(LAYOUT, cls, split, ddir.name, xyz.stem, files, _load))
         return refs
+
+    def missing(self, ref: SampleRef) -> str | None:
+        problem = mask_problem(ref, None) if "gt" not in ref.files else None
+        return f"{ref.files['xyz']}: {problem}" if problem else None
 
     def camera_parameters(self, cls: str) -> dict | None:
         p = self.root / cls / "calibration" / "camera_parameters.json"

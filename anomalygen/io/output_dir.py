@@ -23,7 +23,7 @@ from pathlib import Path
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io.atomic import STATE_DIR, OutputError, clean_temp, dangling_link, output_error, write_text_atomic
-from anomalygen.io.lock import lock_folder
+from anomalygen.io.lock import lock_folder, raise_if_busy
 
 MARKER = "command.json"
 SPLIT_DIRS = ("train", "validation", "test", "calibration")
@@ -100,6 +100,7 @@ def check_owner(out: Path, command: str, overwrite: bool) -> str | None:
     """The owner of `out` (see `owner`), after refusing one that `command` may not write into."""
     who = owner(out)
     if who is not None and who != command and not overwrite:
+        raise_if_busy(out)  # another writer making it right now: name that one
         raise AnomalygenError(f"--out {out} holds {describe_owner(who)}; choose an empty folder or pass --overwrite "
                               "to replace it")
     return who

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anomalygen.geometry import dot3, triangle_hits
+
 BACKGROUND_ID = 1  # geometry id of the background plane in a scene built by `render`
 
 
@@ -109,26 +111,16 @@ def hits_from_triangles(triangles: list[tuple[np.ndarray, np.ndarray]], d: np.nd
                         pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(points (N, 3) float32, unit normals facing the camera (N, 3) float32) where the rays from the
     origin along `d` (N, 3) float64 meet triangle `pid` of geometry `gid` ((vertices float64, faces)
-    per geometry); zeros where gid < 0. Elementwise float64 products and sums only: the bytes are
-    the same on every x86-64 machine."""
+    per geometry); zeros where gid < 0. The same bytes on every x86-64 machine (geometry.triangle_hits)."""
     pts, nrm = np.zeros((len(d), 3)), np.zeros((len(d), 3))
     for g, (v, f) in enumerate(triangles):
         sel = np.flatnonzero(gid == g)
         if not len(sel):
             continue
-        tri = f[pid[sel]]
-        a, b, c = v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]]
-        e1, e2 = b - a, c - a
-        n = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
-                      e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
         ray = d[sel]
-        den = ray[:, 0] * n[:, 0] + ray[:, 1] * n[:, 1] + ray[:, 2] * n[:, 2]
-        num = a[:, 0] * n[:, 0] + a[:, 1] * n[:, 1] + a[:, 2] * n[:, 2]
-        t = num / np.where(den != 0, den, 1.0)  # den = 0: a ray along a degenerate or edge-on triangle
-        length = np.sqrt(n[:, 0] * n[:, 0] + n[:, 1] * n[:, 1] + n[:, 2] * n[:, 2])
-        n = n / np.where(length > 0, length, 1.0)[:, None]
+        t, n = triangle_hits(v, f[pid[sel]], np.zeros_like(ray), ray)
         pts[sel] = ray * t[:, None]
-        nrm[sel] = np.where((den > 0)[:, None], -n, n)  # face the camera
+        nrm[sel] = np.where((dot3(ray, n) > 0)[:, None], -n, n)  # face the camera
     return pts.astype(np.float32), nrm.astype(np.float32)
 
 
