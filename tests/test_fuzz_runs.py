@@ -9,6 +9,7 @@ A sibling of test_fuzz_cli.py (same helpers); runs are tiny (patchae 2 epochs on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -463,3 +464,57 @@ def test_pseudo_anomalies_follows_the_output_folder_rule(tmp_path):
     assert res.exit_code == 0, res.output
     assert (foreign / "notes.txt").read_text() == "mine" and (foreign / "manifest.json").is_file()
     assert_user_error(run(*_writer("pseudo-anomalies", tree, None, None, tree, None)), "--overwrite")
+
+
+# ----------------------------------------------------------------------------- data-parallel processes
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(usable_cpus() < 2, reason="needs 2 CPU cores for --devices 2")
+def test_training_processes_end_with_a_killed_parent(tmp_path, data):
+    """SIGKILL cannot be caught: the processes that --devices 2 starts must not live on without it."""
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text(yaml.safe_dump({**RECIPE, "patchae": {**RECIPE["patchae"], "train": {
+        **RECIPE["patchae"]["train"], "epochs": 400}}}))
+    parent = subprocess.Popen(cli_cmd("train-detector", "--detector", "patchae", "--data", data, "--recipe", recipe,
+                                      "--out", tmp_path / "run", "--devices", "2", "--quiet"), env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(ranks := [p for p in _children(parent.pid) if "spawn_main" in _cmdline(p)]) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, "no training processes started"
+            time.sleep(0.05)
+        parent.kill()  # while they start up, the moment a run on a busy machine is most often given up
+        parent.wait()
+        deadline = time.monotonic() + 150  # a rank still importing torch on a busy machine ends once it can
+        while any(_alive(p) for p in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in ranks), [p for p in ranks if _alive(p)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)

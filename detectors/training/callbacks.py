@@ -139,12 +139,15 @@ class RunProgressBar(ProgressBar):
 class EndWithParent(Callback):
     """In each process that ddp_spawn starts: ask the kernel to kill it when the process that started
     the fit ends, so a killed run (SIGKILL cannot be handled) leaves no training processes behind,
-    stuck in a collective and holding memory."""
+    stuck in the rendezvous or a collective and holding memory. Done when the process unpickles the
+    Trainer (its first act), as QuietLightning does: a Callback hook would come after the rendezvous,
+    where a rank whose peer is gone waits for good."""
 
     def __init__(self):
         self.parent = os.getpid()
 
-    def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
         if os.getpid() == self.parent or not sys.platform.startswith("linux"):
             return
         with contextlib.suppress(OSError, AttributeError):
