@@ -30,6 +30,7 @@ import torch
 
 from anomalygen.detectors.data import SampleDataset, sample_kind
 from anomalygen.errors import AnomalygenError
+from anomalygen.limits import count_within, usable_cpus
 from anomalygen.io import write_text_atomic
 from anomalygen.io.samples import Sample
 
@@ -63,6 +64,16 @@ class FitOptions:
     precision: str = "auto"
     task: str = ""
     irrelevant: Sequence = ()
+
+
+def check_devices(n, device: torch.device) -> int:
+    """--devices N for training on `device`: at most the CPU cores this process may use on cpu (each
+    device is a process), at most the GPUs from `device`'s index on for cuda (anomalygen.limits)."""
+    if device.type == "cuda":
+        first = device.index or 0
+        where = f" from {device} on" if first else ""
+        return count_within(n, "--devices", max(torch.cuda.device_count() - first, 0), f"CUDA GPU(s){where}")
+    return count_within(n, "--devices", usable_cpus(), "CPU cores")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -172,18 +183,28 @@ class Detector:
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "auto") -> "Detector":
-        """Load a saved detector; called on the base class it dispatches on the saved name."""
+        """Load a saved detector; called on the base class it dispatches on the saved name. A file of
+        it that cannot be read back raises DamagedFile naming that file (anomalygen.detectors.stored)."""
+        from anomalygen.detectors.stored import DamagedFile, read_json, reading
+
         directory = Path(directory)
         path = directory / STATE_FILE
         if not path.is_file():
             raise AnomalygenError(f"{directory}: not a saved detector (no {STATE_FILE})")
-        state = json.loads(path.read_text())
+        state = read_json(path, "saved detector file")
+        with reading(path, "saved detector file"):  # its keys: missing or of the wrong type
+            name, config, kind, saved = state["detector"], dict(state["config"]), state["kind"], state.get("state", {})
         if cls is Detector:
             from anomalygen.detectors import get_detector
-            cls = get_detector(state["detector"])
-        det = cls(state["config"], device)
-        det.kind = state["kind"]
-        det._load_state(directory, state.get("state", {}))
+            cls = get_detector(name)
+        det = cls(config, device)
+        det.kind = kind
+        try:
+            det._load_state(directory, saved)
+        except DamagedFile:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. weights of another network shape
+            raise DamagedFile(path, f"the saved detector does not match its stored files ({type(exc).__name__})") from None
         det.fitted = True
         return det
 

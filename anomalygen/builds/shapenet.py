@@ -25,6 +25,7 @@ from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
 from anomalygen.io.atomic import all_or_nothing, clean_temp
 from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
+from anomalygen.limits import class_list
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
@@ -411,7 +412,7 @@ def resolve_classes(classes, available: list[str], default) -> list[str]:
         if not 1 <= n <= len(available):
             raise AnomalygenError(f"--classes {n}: choose 1..{len(available)} (the source has {len(available)} classes)")
         return available[:n]
-    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip()]
+    names = class_list(classes) or []
     bad = [c for c in names if c not in available]
     if bad:
         raise AnomalygenError(f"unknown class(es) {', '.join(bad)}; available: {', '.join(available)}")

@@ -98,4 +98,6 @@ class MemoryBank:
 
     @classmethod
     def load(cls, path: str | Path, reweight_k: int = 3, device="cpu") -> "MemoryBank":
-        return cls(torch.from_numpy(np.load(path)).to(device), reweight_k)
+        from anomalygen.detectors.stored import load_array
+
+        return cls(torch.from_numpy(load_array(path, "memory bank")).to(device), reweight_k)

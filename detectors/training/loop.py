@@ -41,8 +41,9 @@ from torch.utils.data import Dataset
 
 from anomalygen.errors import AnomalygenError, Terminated
 from anomalygen.detectors.base import FitOptions, mixed_precision
-from anomalygen.detectors.training.callbacks import (IGNORED_WARNINGS, LAST_CHECKPOINT, LIGHTNING_LOGGERS, EpochCheckpoint,
-                                                     FitBudget, LossLog, QuietLightning, RunProgressBar)
+from anomalygen.detectors.stored import load_torch, reading
+from anomalygen.detectors.training.callbacks import (IGNORED_WARNINGS, LAST_CHECKPOINT, LIGHTNING_LOGGERS, EndWithParent,
+                                                     EpochCheckpoint, FitBudget, LossLog, QuietLightning, RunProgressBar)
 from anomalygen.detectors.training.config import TrainConfig
 from anomalygen.detectors.training.module import BAD_EPOCH, BAD_LOSS, BAD_STEP, EPOCHS, STEPS, NetworkModule
 
@@ -95,6 +96,8 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
             LossLog(workdir / f"loss{suffix}.csv", workdir / f"loss{suffix}.png", f"{where}: training loss"),
             EpochCheckpoint(ckpt_dir),  # after LossLog: a checkpoint never holds epochs the CSV lacks
         ]
+        if options.devices > 1:
+            callbacks.append(EndWithParent())
         if options.max_minutes is not None:
             callbacks.append(FitBudget(options.max_minutes))
         if options.progress:
@@ -181,14 +184,16 @@ def _resume_checkpoint(path: Path, resume: bool, config: TrainConfig, identity: 
     nothing saved yet)."""
     if not resume or not path.is_file():
         return None, 0
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    saved = checkpoint.get("anomalygen", {})
+    checkpoint = load_torch(path, "checkpoint", mmap=True)
+    with reading(path, "checkpoint"):  # a torch file of another kind
+        saved = checkpoint.get("anomalygen", {})
+        epochs = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     now = {"train": dataclasses.asdict(config), "identity": identity, "items": n_items}
     changed = sorted(k for k in now if saved.get(k) != now[k])
     if changed:
         raise AnomalygenError(f"{path}: written by a fit with other {' and '.join(changed)} than this one; "
                               "resume with the same settings and training data, or train without resume to start over")
-    return str(path), int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    return str(path), epochs
 
 
 @contextlib.contextmanager

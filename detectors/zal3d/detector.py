@@ -43,6 +43,7 @@ from anomalygen.detectors.data import iterate_samples
 from anomalygen.detectors.neural import NeuralDetector
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.settings import as_section, bounded
+from anomalygen.detectors.stored import load_torch
 from anomalygen.detectors.training.config import TrainConfig
 from anomalygen.detectors.zal3d.data import Prepared, ZAL3DItems, cell_patches, normalize_patches
 from anomalygen.detectors.zal3d.loss import zal3d_loss
@@ -242,7 +243,7 @@ class ZAL3DDetector(NeuralDetector):
                 raise AnomalygenError(f"zal3d.rgb_weights: {path} is not a file (a torchvision wide_resnet50_2 state dict)")
             net = resnet50(width=128)
             try:
-                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                net.load_state_dict(load_torch(path, "zal3d.rgb_weights file"))
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise AnomalygenError(f"zal3d.rgb_weights: {path} is not a wide_resnet50_2 state dict "
                                       f"({str(exc).splitlines()[0]})") from None
