@@ -54,6 +54,18 @@ def thin(n: int, cap: int, points: np.ndarray) -> np.ndarray | None:
     return np.sort(fpsample.bucket_fps_kdline_sampling(points, cap, h=5 if n < 100_000 else 7, start_idx=0))
 
 
+def splat_spacing(points: np.ndarray, rng: np.random.Generator | None = None) -> float:
+    """Median over points of the mean distance to their 4 nearest neighbours: the page sizes its splats
+    by it. Unlike the nearest-neighbour distance it reads about the same for a random cloud and for a
+    farthest-point-thinned one (evenly spaced), so splats cover both without swelling the thinned."""
+    from scipy.spatial import cKDTree
+
+    rng = rng or np.random.default_rng(0)
+    sub = points[rng.choice(len(points), min(len(points), 2000), replace=False)]
+    d, _ = cKDTree(points).query(sub, k=5)
+    return float(np.median(d[:, 1:].mean(1)))
+
+
 def shading_normals(points: np.ndarray) -> np.ndarray:
     """Smooth unoriented normals for shading: PCA normals of an evenly spread base of at most
     NORMAL_BASE points, each point taking its nearest base point's. A PCA over 40 neighbours of a
@@ -82,7 +94,7 @@ def encode_sample(sample: ViewSample, max_points: int,
     hist = None
     bins = None
     if sample.scores is not None:
-        lo, hi = score_range
+        lo, hi = score_range or (float(np.min(sample.scores)), float(np.max(sample.scores)))
         bins = quantize_scores(sample.scores, lo, hi)
         hist = np.stack([np.bincount(bins[~lab], minlength=SCORE_BINS), np.bincount(bins[lab], minlength=SCORE_BINS)])
     keep = thin(total, max_points, pts)
@@ -110,7 +122,7 @@ def encode_sample(sample: ViewSample, max_points: int,
         "n": int(len(p)), "total": int(total), "k": k, "anomalous_total": int(lab.sum()),
         "box": [*map(float, lo3), extent],  # world = box[:3] + box[3] * normalized position
         "size": [round(float(v), 6) for v in ((p.max(0) - lo3) / extent if len(p) else np.zeros(3))],
-        "spacing": point_spacing(p) / extent if len(p) > 1 else 0.01,
+        "spacing": splat_spacing(p) / extent if len(p) > 4 else 0.01,
         "view": [round(float(v), 5) for v in (view if view is not None else (0, 0, 1))],
         "up": list(sample.up),
         "rgb": sample.rgb is not None, "scores": bins is not None,
