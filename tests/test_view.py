@@ -201,6 +201,8 @@ def test_out_never_replaces_a_file_that_is_not_a_page(shapenet_dir, tmp_path):
     assert run_view(shapenet_dir, "--out", other, "--overwrite")[0] == 0
     assert run_view(shapenet_dir, "--out", other)[0] == 0  # our own page is replaced without asking
     assert run_view(shapenet_dir, "--out", tmp_path)[0] == 2  # a folder
+    code, out = run_view(shapenet_dir, "--out", other / "page.html")
+    assert code == 2 and out.count("\n") == 1 and "is a file, not a folder" in out
 
 
 def test_unknown_class_is_one_line(shapenet_dir, tmp_path):

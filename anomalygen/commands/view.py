@@ -66,8 +66,9 @@ def command(directory, out, classes, max_points, max_mb, overwrite, quiet):
     bar = None if quiet else (lambda it, total: tqdm(it, total=total, desc="view", unit="sample", file=sys.stderr))
     page = view(directory, out, classes.split(",") if classes else None, max_points, max_mb, overwrite, bar)
     click.echo(str(page.path))
-    what = "tasks" if (Path(directory) / "run.json").is_file() else "classes"
-    click.echo(f"{page.bytes / 1e6:.1f} MB, {page.samples} samples in {page.groups} {what}", err=True)
+    what = "task" if (Path(directory) / "run.json").is_file() else "class"
+    click.echo(f"{page.bytes / 1e6:.1f} MB, {page.samples} samples in {page.groups} "
+               f"{what if page.groups == 1 else what + ('s' if what == 'task' else 'es')}", err=True)
     if page.thinned:
         click.echo(f"{page.thinned} clouds thinned for the page (fewest points shown: {page.fewest_shown:,}; largest cloud: "
                    f"{page.largest:,}); raise --max-points or --max-mb, or pick --classes, for denser ones", err=True)

@@ -85,6 +85,9 @@ def claim_page(out: str | Path, overwrite: bool = False) -> None:
     out = Path(out)
     if out.is_dir():
         raise AnomalygenError(f"{out} is a folder; --out names the HTML file to write")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # found before any sample is encoded
+        raise AnomalygenError(f"cannot write {out}: {blocker} is a file, not a folder")
     if out.exists() and not overwrite:
         try:
             with open(out, "rb") as fh:

@@ -61,6 +61,8 @@ def run_groups(directory: str | Path, classes: list[str] | None = None) -> tuple
     tasks = [t for t in run["tasks"] if not classes or t["test"] in classes or t["name"] in classes]
     if not tasks:
         raise AnomalygenError(f"{directory}: no task tests any of {', '.join(classes or [])}")
+    if not Path(run["data"]).is_dir():
+        raise AnomalygenError(f"{directory}: the run's data folder {run['data']} is not there (moved or removed)")
     dataset = open_dataset(run["data"])
     _, records = manifest_records(run["data"])
     metrics = _task_metrics(directory)

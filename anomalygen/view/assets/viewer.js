@@ -344,7 +344,7 @@ $('filter').addEventListener('input', () => {
 });
 
 document.addEventListener('keydown', (e) => {
-  if (e.target.tagName === 'INPUT' && e.target.type !== 'range' && e.target.type !== 'checkbox') return;
+  if (e.target.tagName === 'INPUT') return;  // a focused slider or box keeps its own arrow keys
   const step = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1 }[e.key];
   if (!step) return;
   const rows = visibleRows();
