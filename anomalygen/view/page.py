@@ -2,18 +2,19 @@
 
 The page needs nothing at view time: the viewer library, the page's script and style and every
 sample's bytes are inside it, and its Content-Security-Policy forbids any fetch, so it opens
-offline, from a mail attachment or a file share alike. Samples are streamed to the file one by
-one (memory stays flat for thousands of clouds); the index (names, counts, manifest records) goes
-last. The page size is kept under `max_mb` by lowering each sample's point cap as needed.
+offline, from a mail attachment or a file share alike. Samples are encoded one by one into a temp
+file (memory stays flat for thousands of clouds), then the page is written: index (names, counts,
+manifest records) and viewer first, data last. The page size is kept under `max_mb` by lowering
+each sample's point cap as needed.
 
-Viewer library: three.js, pinned and shipped in anomalygen/view/vendor/three (MIT, its LICENSE
-beside it). Why three.js over the alternatives named for this job: about 0.8 MB minified (plotly's
-WebGL bundle is about 3.5 MB, deck.gl with its luma.gl stack over 1 MB) and one draw call per
-cloud through a small shader of ours (colour by label or by score against a threshold uniform, so
-moving the slider re-uploads nothing); 30k points draw in well under a frame even on a software
-rasterizer, and hundreds of samples cost nothing until one is picked (one sample is decoded and
-uploaded at a time). regl would be smaller (about 0.1 MB) but leaves camera controls, picking of
-viewports and resizing to us; three.js ships OrbitControls and is the most maintained of them.
+Viewer library: three.js 0.185.1, pinned and shipped in anomalygen/view/vendor/three (MIT, its
+LICENSE beside it). Why three.js: 0.79 MB minified with its orbit controls (plotly.js-dist-min
+4.1.2 is 4.8 MB; deck.gl needs its luma.gl stack besides), one draw call per cloud through a small
+shader of ours (colour by label, or by score against a threshold uniform, so moving the slider
+re-uploads nothing), and hundreds of samples cost nothing until one is picked (one sample is
+decoded and uploaded at a time); a GPU draws 30k points in a fraction of a frame (SwiftShader, the
+CPU rasterizer the tests use, took ~0.3 s per redraw on a busy 2-core machine). regl 2.1.1 is smaller (0.09 MB) but leaves camera controls, viewports
+and resizing to hand-written code; three.js ships OrbitControls and is the more maintained.
 """
 
 from __future__ import annotations
