@@ -223,7 +223,7 @@ function show(i) {
   panes.forEach((m) => {
     m.uniforms.uK.value = s.k;
     m.uniforms.uTint.value = s.rgb ? 0.7 : 1.0;
-    m.uniforms.uSize.value = s.spacing * 1.5 * sizeFactor;
+    m.uniforms.uSize.value = s.spacing * 1.7 * sizeFactor;
   });
   const grew = current !== i;
   current = i;
@@ -358,7 +358,7 @@ document.addEventListener('keydown', (e) => {
 
 $('size').addEventListener('input', () => {
   sizeFactor = parseFloat($('size').value);
-  if (current >= 0) panes.forEach((m) => { m.uniforms.uSize.value = SAMPLES[current].spacing * 1.5 * sizeFactor; });
+  if (current >= 0) panes.forEach((m) => { m.uniforms.uSize.value = SAMPLES[current].spacing * 1.7 * sizeFactor; });
   requestDraw();
 });
 $('labels').addEventListener('change', () => {
