@@ -19,6 +19,7 @@ from anomalygen.errors import AnomalygenError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("anomalygen.commands.validate", "anomalygen validate out/anomaly-shapenet"),
     "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
+    "view": ("anomalygen.commands.view", "anomalygen view out/anomaly-shapenet --out out/anomaly-shapenet.html"),
     "build-shapenet": ("anomalygen.commands.build_shapenet", "anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet"),
     "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --classes ashtray0,bottle0 --out runs/btf"),
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),

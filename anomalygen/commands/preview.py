@@ -83,6 +83,7 @@ def command(directory, out, classes, per_class, seed, overwrite, quiet):
     the same view with anomalous points red, and two more views.
     For an MVTec 3D-AD dataset: rgb, depth and gt side by side.
     For a detector run (train-detector output): predicted maps next to ground truth.
+    To turn the samples in 3D instead: `anomalygen view DIR` (one self-contained HTML page).
 
     \b
     Example:
@@ -95,3 +96,4 @@ def command(directory, out, classes, per_class, seed, overwrite, quiet):
                     overwrite=overwrite)
     for p in paths:
         click.echo(str(p))
+    click.echo(f"to turn these samples in 3D (one HTML page, offline): anomalygen view {directory}", err=True)
