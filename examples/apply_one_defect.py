@@ -1,5 +1,4 @@
-"""Apply one defect to one mesh and inspect the DefectResult: its drawn parameters, the per-point labels
-and the anomaly ratio (~10 s on a laptop CPU).
+"""Apply one defect to one mesh; inspect the DefectResult's parameters, labels and anomaly ratio (~10 s on 2 CPU cores).
 
     python examples/apply_one_defect.py [OUT]     # OUT defaults to out/examples/apply_one_defect
     ANOMALYGEN_EXAMPLE_SMALL=1 python examples/apply_one_defect.py /tmp/x    # fewer sampled points

@@ -1,5 +1,4 @@
-"""Side-by-side contact sheet: each defect made by the numpy engine and by the Blender engine (needs the
-[blender] extra; ~1 min on a laptop CPU).
+"""The numpy and Blender defect engines side by side, one row per defect type ([blender] extra; ~40 s on 2 CPU cores).
 
     python examples/blender_vs_numpy.py [OUT] --cls bowl0     # writes OUT/bowl0.png; OUT: out/examples/blender_vs_numpy
     ANOMALYGEN_EXAMPLE_SMALL=1 python examples/blender_vs_numpy.py /tmp/x    # two defect types, fewer points

@@ -1,5 +1,4 @@
-"""Build two small Anomaly-ShapeNet-layout sets, one from the procedural catalog and one from a folder of
-your own meshes, read them back and plot one anomalous sample's labels (~2 min on a laptop CPU).
+"""Build sets from the procedural catalog and from your own meshes, read them back, plot labels (~40 s on 2 CPU cores).
 
     python examples/build_datasets.py [OUT]      # OUT defaults to out/examples/build_datasets
     ANOMALYGEN_EXAMPLE_SMALL=1 python examples/build_datasets.py /tmp/x    # fewer samples and points: ~20 s

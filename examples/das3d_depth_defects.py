@@ -1,5 +1,4 @@
-"""DAS3D depth + RGB defects on one organized point cloud, then the same depth defects for a batch in torch
-(the path DAS3D training and GPU builds take) (~15 s on a laptop CPU).
+"""DAS3D depth + RGB defects on one organized cloud, with numpy and with the torch batch path (~20 s on 2 CPU cores).
 
     python examples/das3d_depth_defects.py [OUT]    # OUT defaults to out/examples/das3d_depth_defects
     ANOMALYGEN_EXAMPLE_SMALL=1 python examples/das3d_depth_defects.py /tmp/x    # 128 px instead of 256 px
@@ -15,6 +14,7 @@ from PIL import Image
 
 from anomalygen.builds.settings import background_config, das3d_config
 from anomalygen.depth import depth_defect, draw_params, remove_background, synthesize
+from anomalygen.depth.synth import object_scale
 from anomalygen.depth.synth_torch import depth_defect_batch
 from anomalygen.recipes import load_recipe
 from anomalygen.render import RenderConfig, render_sample
@@ -44,7 +44,7 @@ batch = 2 if SMALL else 8
 params = [draw_params(np.random.default_rng(10 + i), cfg, fg.shape) for i in range(batch)]
 z = torch.as_tensor(scan.xyz[..., 2]).expand(batch, -1, -1).contiguous()
 fgs = torch.as_tensor(fg).expand(batch, -1, -1)
-extent = float(np.ptp(scan.xyz[fg][:, :2], axis=0).max())  # depth magnitudes are fractions of the object's size
+extent = object_scale(scan.xyz, fg)  # p_z and t_h are fractions of the object's size (its larger X/Y side)
 device = "cuda" if torch.cuda.is_available() else "cpu"
 z_a, _, masks, _ = depth_defect_batch(z.to(device), fgs.to(device), params, cfg, torch.full((batch,), extent))
 for i, p in enumerate(params):

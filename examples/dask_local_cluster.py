@@ -1,8 +1,7 @@
-"""Build a dataset on a Dask cluster: here a LocalCluster of worker processes on this machine, stopped cleanly
-when the build ends; a real cluster's scheduler address works the same (~1 min on a laptop CPU).
+"""Build a dataset on a Dask LocalCluster of worker processes, closed cleanly at the end (~1 min on 2 CPU cores).
 
     python examples/dask_local_cluster.py [OUT]    # OUT defaults to out/examples/dask_local_cluster
-    ANOMALYGEN_EXAMPLE_SMALL=1 python examples/dask_local_cluster.py /tmp/x    # fewer samples and points: ~20 s
+    ANOMALYGEN_EXAMPLE_SMALL=1 python examples/dask_local_cluster.py /tmp/x    # fewer samples and points: ~40 s
 """
 
 import os

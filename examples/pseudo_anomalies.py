@@ -1,5 +1,4 @@
-"""Random-CNN pseudo anomalies (3DzAL): the points an untrained ResNet-50 picks on one scan, and the
-"adding" / "removing" patches built from them on a normal scan, with per-point labels (~20 s on a laptop CPU).
+"""Random-CNN pseudo anomalies (3DzAL): points of interest of one scan and labeled patches (~20 s on 2 CPU cores).
 
     python examples/pseudo_anomalies.py [OUT]    # OUT defaults to out/examples/pseudo_anomalies
     ANOMALYGEN_EXAMPLE_SMALL=1 python examples/pseudo_anomalies.py /tmp/x    # smaller scans, fewer patches
