@@ -16,14 +16,14 @@ from anomalygen.recipes import get_key, load_recipe
 from anomalygen.scans import BackgroundConfig, remove_plane
 
 
-def box_scene(h: int = 80, w: int = 96, seed: int = 0) -> ImageSample:
+def box_scene(h: int = 80, w: int = 96, seed: int = 0, side: float = 0.375) -> ImageSample:
     """A tilted support plane at ~0.6 m (red) with a 12 mm-high box on it (green, shaded by a ramp), the box
-    spanning 3/8 of the height and of the width: at 96 x 80 px every box point stays farther than 5 mm from the
-    plane under any DAS3D dent (<= 5 % of 72 mm)."""
+    spanning `side` of the height and of the width: at 96 x 80 px and side 3/8 every box point stays farther
+    than 5 mm from the plane under any DAS3D dent (<= 5 % of 72 mm)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     z = 0.6 + 0.0004 * (xx - w / 2) + 0.0002 * (yy - h / 2)
-    box = (np.abs(yy - h / 2) < 15 * h / 80) & (np.abs(xx - w / 2) < 18 * w / 96)
+    box = (np.abs(yy - h / 2) < side * h / 2) & (np.abs(xx - w / 2) < side * w / 2)
     z = np.where(box, z - 0.012 - 0.0001 * rng.random(z.shape), z)
     f = 300.0
     xyz = np.stack([(xx - w / 2) * z / f, (yy - h / 2) * z / f, z], -1).astype(np.float32)
