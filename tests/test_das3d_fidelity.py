@@ -128,23 +128,18 @@ def dome(sample: ImageSample, height: float, radius_px: float) -> ImageSample:
                        mask=(bump > height * 0.3).astype(np.uint8), cls=sample.cls, split="test", defect="bulge")
 
 
-def test_a_planted_defect_scores_above_the_same_scan_after_a_short_training(tmp_path):
-    """A few hundred steps on rendered cookies (3D only, 32 px): a 4 mm dome on the middle of each
-    good test scan raises its object score, on every scan."""
-    from anomalygen.builds.render import render_mvtec3d
-    from anomalygen.io import open_dataset
-
-    rec = load_recipe("render-mvtec3d")
-    rec.update(size=32, counts={"train": 6, "validation": 0, "test_good": 4, "test_per_defect": 0})
-    data = open_dataset(render_mvtec3d(tmp_path / "data", ["cookie"], rec, 0))
+def test_a_planted_defect_scores_above_the_same_scan_after_a_short_training():
+    """96 steps on a toy set (boxes of three sizes on a tilted plane, 3D only, 32 px): a 4 mm dome on the
+    middle of each unseen box raises its object score, on every scan. A discriminator never shown a defect
+    (normal_fraction 1) scores both alike, so this fails when training does not teach M~*."""
     torch.set_num_threads(1)
+    boxes = [box_scene(seed=s, side=0.375 + 0.03 * (s % 3)) for s in range(16)]
     cfg = {**get_key(load_recipe("das3d-tiny"), "das3d"), "modalities": "3d", "width": 8, "disc_width": 8,
-           "repeat": 16, "normal_fraction": 0.5}
-    cfg["train"] = {**cfg["train"], "epochs": 8, "batch_size": 8, "lr": 0.002}
+           "repeat": 16, "normal_fraction": 0.2, "score_pool": 3}
+    cfg["train"] = {**cfg["train"], "epochs": 8, "batch_size": 8, "lr": 0.005, "seed": 0}
     torch.manual_seed(0)
-    det = DAS3DDetector(cfg, device="cpu").fit(data.samples("cookie", "train"))
-    for ref in data.samples("cookie", "test"):
-        s = ref.load()
+    det = DAS3DDetector(cfg, device="cpu").fit(boxes[:6])
+    for s in boxes[10:]:
         clean, _ = det.score(s)
-        planted, amap = det.score(dome(s, 0.004, 2.5))
-        assert planted > clean, (ref.name, clean, planted)
+        planted, _ = det.score(dome(s, 0.004, 10.0))
+        assert planted > clean, (clean, planted)
