@@ -120,17 +120,18 @@ def test_the_loss_sees_the_synthesized_mask_after_augmentation_dropout(rendered)
     anomalous = 0
     for position, (index, mask, d_i, d_z) in enumerate(seen):
         epoch = position // (len(refs) * c.repeat)  # one process, no workers: batches arrive in order
-        xyz, rgb, fg = prepare(refs[index % len(refs)].load(), c.size, items.bg, c.foreground)
+        xyz, rgb, fg, _ = prepare(refs[index % len(refs)].load(), c.size, items.bg, c.foreground)
         if items.is_normal(epoch, index):
             assert not mask.any()
             continue
         rng = np.random.default_rng([c.train.seed, epoch, index])
         syn = synthesize(xyz, rgb, fg, cfg, rng, items.textures)
-        _, _, m_t, e_i, e_z = augmentation_dropout(rgb, syn.rgb, xyz[..., 2], syn.xyz[..., 2], syn.mask, rng, cfg.p_d)
+        _, _, m_t, e_i, e_z = augmentation_dropout(rgb, syn.rgb, xyz[..., 2], syn.xyz[..., 2], syn.mask, rng, cfg.p_d,
+                                                   keep_anomaly=True)
         assert (d_i, d_z) == (e_i, e_z)
         assert np.array_equal(mask, m_t.astype(np.float32))
-        assert np.array_equal(mask, syn.mask * (1 - d_i * d_z))
-        anomalous += bool(mask.any())
+        assert np.array_equal(mask, syn.mask) and mask.any() and not (d_i and d_z)
+        anomalous += 1
     assert anomalous > 0 and get_key(syn_recipe, "dropout.p_d") == cfg.p_d
 
 

@@ -56,7 +56,8 @@ def test_dataset_items_follow_eq12_and_are_reproducible():
             if d_z:
                 assert torch.equal(it["depth_aug"], it["depth"])
             fg = it["foreground"][0]
-            assert it["depth"][0][fg].min() >= 0 and it["depth"][0][fg].max() <= 1 and (it["depth"][0][~fg] == 1).all()
+            d_a = it["depth_aug"][0]  # the network input: scaled to (0, 1) by its own foreground range
+            assert d_a[fg].min() == 0 and d_a[fg].max() == 1 and (d_a[~fg] == 1).all()
             assert (it["mask"][0][~fg] == 0).all()
     assert len(seen) >= 3
     ds.set_epoch(1)

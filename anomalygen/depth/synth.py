@@ -318,10 +318,19 @@ def synthesize(xyz: np.ndarray, rgb: np.ndarray | None, fg: np.ndarray, cfg: DAS
     return Synthesized(move_along_rays(xyz, d.z_a, fg, d.box), out_rgb, d.mask, d.delta, d, tex_name, tries)
 
 
-def augmentation_dropout(rgb, rgb_a, z, z_a, mask, rng: np.random.Generator, p_d: float):
-    """Eq. 12: d_I, d_Z ~ B(1, p_d); returns (I~_a, Z~_a, M~*, d_I, d_Z). M~* is empty iff both are dropped."""
-    d_i = int(rng.random() < p_d)
-    d_z = int(rng.random() < p_d)
+def augmentation_dropout(rgb, rgb_a, z, z_a, mask, rng: np.random.Generator, p_d: float, keep_anomaly: bool = False):
+    """Eq. 12: d_I, d_Z ~ B(1, p_d); returns (I~_a, Z~_a, M~*, d_I, d_Z). M~* is empty iff both are dropped.
+
+    keep_anomaly: (d_I, d_Z) drawn from Eq. 12 given that not both are dropped (each modality kept alone
+    when p_d = 1), so M~* stays the synthesized M*; the caller decides with one coin of its own which
+    items are normal (DRAEM's "half normal" is one coin, not Eq. 12's p_d ** 2 on top of another)."""
+    if keep_anomaly:
+        p = float(p_d)
+        w = np.array([(1 - p) ** 2, p * (1 - p), p * (1 - p)]) if p < 1 else np.array([0.0, 1.0, 1.0])
+        d_i, d_z = ((0, 0), (1, 0), (0, 1))[int(rng.choice(3, p=w / w.sum()))]
+    else:
+        d_i = int(rng.random() < p_d)
+        d_z = int(rng.random() < p_d)
     rgb_t = rgb if d_i else rgb_a
     z_t = z if d_z else z_a
     mask_t = mask * (1 - d_i * d_z)

@@ -2,16 +2,19 @@
 
 Each item: the normal (I, Z), its augmented (I~_a, Z~_a) after augmentation dropout
 (Eq. 12) and the mask M~*. Images go through the paper's preprocessing once (`prepare`:
-resize to `size`, background removal), synthesis runs on the metric depth, then depth is
-scaled to (0, 1) with the NORMAL image's foreground range (background := 1, rgb
-background := 0), so Z~_a - Z is the defect in the same units for both. Draws come from
+background plane removed at the scan's own resolution, removed rgb := 0, then resize to
+`size`, as Section 4.1 orders it); synthesis runs on the metric depth, then the network input
+Z~_a is scaled to (0, 1) by its own foreground range and the target Z with the same range
+(anomalygen.depth.das3d_normalize: the rule scoring applies to a test scan). Draws come from
 (seed, epoch, index): an item's key is an (epoch, index) pair, the shared training loop's
 key, or an index for the epoch last given to `set_epoch(e)`; identical across workers. With `repeat`
 > 1 each sample gives that many items (index i draws from sample i mod the sample count).
-With `normal_fraction` > 0 that share of items is left normal (mask all zero), drawn from
-its own stream so the defect draws of the other items do not depend on it. Prepared
-images are kept in a bounded cache (`cache_size`), so memory does not grow with the split.
-Synthesis is anomalygen.depth's public functions; the recipe is read by anomalygen.builds.settings.
+One coin decides which items are normal: a share `normal_fraction` of the items has an empty
+M~* (drawn from its own stream, so the defect draws of the other items do not depend on it);
+every other item carries its defect in at least one modality (Eq. 12's dropout never drops
+both there). Prepared images are kept in a bounded cache (`cache_size`), so memory does not
+grow with the split. Synthesis is anomalygen.depth's public functions; the recipe is read by
+anomalygen.builds.settings.
 
 Background removal (`foreground`): "plane" is the paper's Section 4.1 step alone (RANSAC
 plane, numpy only: what the detector uses, so it trains where open3d is absent);
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from anomalygen.builds.settings import background_config, das3d_config
-from anomalygen.depth import TextureSource, augmentation_dropout, resize_sample, synthesize
+from anomalygen.depth import TextureSource, augmentation_dropout, das3d_normalize, resize_sample, synthesize
+from anomalygen.depth.synth import measured
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import GOOD, ImageSample, open_dataset
 from anomalygen.io.samples import SampleRef
@@ -42,39 +47,40 @@ FOREGROUND = {"plane": remove_plane, "plane+dbscan": remove_background}
 _NORMAL_STREAM = 1  # seed stream of the "leave this item normal" draw
 
 
-def prepare(sample: ImageSample, size: int, bg: BackgroundConfig, foreground: str = "plane"):
-    """(xyz, rgb uint8 (H,W,3), fg) of a sample after resize to size x size and background removal.
-    A grey image is repeated to 3 channels; a sample without rgb gets a black image."""
-    xyz, rgb, _ = resize_sample(np.asarray(sample.xyz, np.float32), sample.rgb, None, size)
+class Prepared(NamedTuple):
+    """A scan as the networks take it: xyz, rgb uint8 (H,W,3) and foreground at size x size, and the
+    foreground at the scan's own resolution (`object`: where a score map may be non-zero)."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray
+    fg: np.ndarray
+    object: np.ndarray
+
+
+def prepare(sample: ImageSample, size: int, bg: BackgroundConfig, foreground: str = "plane") -> Prepared:
+    """Section 4.1 in the paper's order: background plane removed on the scan as measured, removed rgb
+    := 0, then xyz and the foreground resized (nearest) and rgb resized (bilinear, so the object's
+    edge blends into black, never into the support's colour) to size x size. A grey image is
+    repeated to 3 channels; a sample without rgb gets a black image."""
+    xyz = np.asarray(sample.xyz, np.float32)
+    obj = FOREGROUND[foreground](xyz, bg, np.random.default_rng(0)) & measured(xyz)
+    rgb = sample.rgb
     if rgb is None:
         rgb = np.zeros(xyz.shape[:2] + (3,), np.uint8)
     elif rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
-    fg = FOREGROUND[foreground](xyz, bg, np.random.default_rng(0)) & np.any(xyz != 0, axis=-1)
-    return xyz, rgb, fg
+    rgb = rgb * obj[..., None].astype(rgb.dtype)
+    xyz_s, rgb_s, fg = resize_sample(xyz, rgb, obj, size)
+    return Prepared(xyz_s, rgb_s, fg & measured(xyz_s), obj)
 
 
-def depth_range(z: np.ndarray, fg: np.ndarray) -> tuple[float, float]:
-    """(lo, hi) of the foreground depth: the (0, 1) scaling of Section 4.1."""
-    if not fg.any():
-        raise AnomalygenError("no foreground pixel left after background removal")
-    zf = z[fg]
-    return float(zf.min()), float(zf.max())
-
-
-def depth_tensor(z: np.ndarray, fg: np.ndarray, lo: float, hi: float):
-    """(1,H,W) float32: removed pixels := the largest remaining depth, then (z - lo) / (hi - lo)."""
+def network_inputs(z: np.ndarray, rgb: np.ndarray, fg: np.ndarray, span: tuple[float, float] | None = None):
+    """(rgb (3,H,W), depth (1,H,W)) float32 tensors and the depth range used: anomalygen.depth.das3d_normalize
+    (depth scaled by its own foreground range unless `span` is given; removed rgb := 0)."""
     import torch
 
-    span = max(hi - lo, 1e-9)
-    return torch.from_numpy(((np.where(fg, z, hi) - lo) / span).astype(np.float32))[None]
-
-
-def image_tensor(rgb: np.ndarray, fg: np.ndarray):
-    """(3,H,W) float32 in [0, 1], removed pixels := 0."""
-    import torch
-
-    return torch.from_numpy((rgb.astype(np.float32) / 255.0 * fg[..., None]).transpose(2, 0, 1).copy())
+    d, r, span = das3d_normalize(z, fg, rgb, span)
+    return torch.from_numpy(r.transpose(2, 0, 1).copy()), torch.from_numpy(d)[None], span
 
 
 class DAS3DDataset(_TorchDataset):
@@ -125,14 +131,14 @@ class DAS3DDataset(_TorchDataset):
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        out = prepare(self._load(i), self.size, self.bg, self.foreground)
+        out = prepare(self._load(i), self.size, self.bg, self.foreground)[:3]  # `object` is for scoring
         self._cache[i] = out
         while len(self._cache) > max(self.cache_size, 0):
             self._cache.popitem(last=False)
         return out
 
     def is_normal(self, epoch: int, i: int) -> bool:
-        """Whether item (epoch, i) is left normal (probability `normal_fraction`, its own seed stream)."""
+        """Whether item (epoch, i) is normal, M~* empty (probability `normal_fraction`, its own seed stream)."""
         if self.normal_fraction <= 0:
             return False
         return bool(np.random.default_rng([self.seed, epoch, i, _NORMAL_STREAM]).random() < self.normal_fraction)
@@ -151,9 +157,10 @@ class DAS3DDataset(_TorchDataset):
             z_a, rgb_a, mask = syn.xyz[..., 2], syn.rgb, syn.mask
             d_i = d_z = 0
             if self.dropout:
-                rgb_a, z_a, mask, d_i, d_z = augmentation_dropout(rgb, rgb_a, z, z_a, mask, rng, self.cfg.p_d)
-        lo, hi = depth_range(z, fg)
-        return {"rgb": image_tensor(rgb, fg), "depth": depth_tensor(z, fg, lo, hi),
-                "rgb_aug": image_tensor(rgb_a, fg), "depth_aug": depth_tensor(z_a, fg, lo, hi),
+                rgb_a, z_a, mask, d_i, d_z = augmentation_dropout(rgb, rgb_a, z, z_a, mask, rng, self.cfg.p_d,
+                                                                  keep_anomaly=True)
+        rgb_aug, depth_aug, span = network_inputs(z_a, rgb_a, fg)
+        rgb_t, depth_t, _ = network_inputs(z, rgb, fg, span)
+        return {"rgb": rgb_t, "depth": depth_t, "rgb_aug": rgb_aug, "depth_aug": depth_aug,
                 "mask": torch.from_numpy(mask.astype(np.float32))[None], "foreground": torch.from_numpy(fg)[None],
                 "drop_rgb": d_i, "drop_depth": d_z, "index": i}

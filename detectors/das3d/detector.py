@@ -1,18 +1,22 @@
 """DAS3D (Li et al., ECCV 2024): reconstruction nets + dual-modal discriminator trained on synthesized defects.
 
 Training: each normal training scan (MVTec 3D-AD layout: organized xyz + rgb) is prepared
-as in the paper's Section 4.1 (resize to `size`, RANSAC background plane removed, removed
-depth := the largest remaining depth, removed rgb := 0, both scaled to (0, 1)); every
-epoch draws a fresh anomalous pair from it with anomalygen.depth's DAS3D synthesis
-(Eq. 1-8) and augmentation dropout (Eq. 12), or leaves it normal (`normal_fraction`);
-F_Z and F_I learn to reconstruct the normal depth and rgb, D learns M~* from their fused
-features (network.py), with the loss of Eq. 13 (loss.py), in the shared Lightning loop.
+as in the paper's Section 4.1 (RANSAC background plane removed at the scan's resolution,
+removed rgb := 0, then resized to `size`; removed depth := the largest remaining depth and
+both scaled to (0, 1), each input by its own range: data.py); every epoch draws a fresh
+anomalous pair from it with anomalygen.depth's DAS3D synthesis (Eq. 1-8) and augmentation
+dropout (Eq. 12), or leaves it normal (one coin, `normal_fraction`); F_Z and F_I learn to
+reconstruct the normal depth and rgb, D learns M~* from their fused features (network.py),
+with the loss of Eq. 13 (loss.py), in the shared Lightning loop.
 
-Scoring: one forward pass; the anomaly map is D's softmax "anomalous" channel, upsampled
-to the sample's size; the object score is the max of the map average-pooled over
-`score_pool` x `score_pool` pixels (DRAEM). `modalities` picks RGB+3D (both nets), 3D
-only (F_Z) or RGB only (F_I), as in the paper's Tables 1-2; a single-modality detector
-trains without augmentation dropout (Eq. 12 needs both modalities).
+Scoring: one forward pass over the scan prepared as a training input; the anomaly map is
+D's softmax "anomalous" channel, upsampled to the sample's size and zero off the object
+(the foreground the preprocessing keeps); the object score is the max, over the object's
+pixels, of the map (zero off the object) average-pooled over `score_pool` x `score_pool`
+pixels (DRAEM), so the support plane, the image border and the plane-fit's leftovers never
+set it. `modalities` picks RGB+3D (both nets), 3D only (F_Z) or RGB only (F_I), as in the
+paper's Tables 1-2; a single-modality detector trains without augmentation dropout (Eq. 12
+needs both modalities).
 
 Everything runs without open3d: the background plane is a numpy RANSAC (anomalygen.scans).
 """
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 from anomalygen.builds.settings import background_config
 from anomalygen.errors import RecipeError
 from anomalygen.recipes import load_recipe
-from anomalygen.detectors.das3d.data import DAS3DDataset, depth_range, depth_tensor, image_tensor, prepare
+from anomalygen.detectors.das3d.data import DAS3DDataset, network_inputs, prepare
 from anomalygen.detectors.das3d.loss import das3d_loss
 from anomalygen.detectors.das3d.network import DAS3DNetwork, upsample
 from anomalygen.detectors.neural import NeuralDetector
@@ -68,6 +72,16 @@ class DAS3DSettings:
             raise RecipeError(f"{prefix}.score_pool = {self.score_pool} must be odd (a centered window)")
 
 
+def object_map(prob: torch.Tensor, fg: torch.Tensor, obj: np.ndarray) -> np.ndarray:
+    """(H,W) float32 map at the sample's size from the (1,1,S,S) network map: interpolated from the
+    object's pixels only (bilinear weights renormalized over them, so the object's edge never takes
+    the support's values) and zero off the object `obj`."""
+    fg = fg.to(prob.dtype)
+    num, den = upsample(prob * fg, obj.shape)[0, 0], upsample(fg, obj.shape)[0, 0]
+    amap = torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
+    return amap.float().cpu().numpy() * obj
+
+
 class DAS3DDetector(NeuralDetector):
     name = "das3d"
     kinds = ("images",)
@@ -93,25 +107,30 @@ class DAS3DDetector(NeuralDetector):
         return das3d_loss
 
     # -- scoring ------------------------------------------------------------------------
-    def inputs(self, sample) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rgb (1,3,S,S), depth (1,1,S,S)) network inputs of a sample, prepared as the training pairs."""
+    def inputs(self, sample):
+        """(rgb (1,3,S,S), depth (1,1,S,S), object at S (1,1,S,S) bool, object at the sample's size (H,W) bool):
+        a sample prepared exactly as a training input (data.prepare, data.network_inputs). A scan with
+        nothing left off the plane is scored whole."""
         c = self.cfg
-        xyz, rgb, fg = prepare(sample, c.size, self.background, c.foreground)
-        if not fg.any():  # nothing left off the plane: score the scan as it is
-            fg = np.any(xyz != 0, axis=-1) if np.any(xyz != 0) else np.ones(xyz.shape[:2], bool)
-        lo, hi = depth_range(xyz[..., 2], fg)
-        return image_tensor(rgb, fg)[None].to(self.device), depth_tensor(xyz[..., 2], fg, lo, hi)[None].to(self.device)
+        xyz, rgb, fg, obj = prepare(sample, c.size, self.background, c.foreground)
+        if not fg.any():
+            fg = np.ones(fg.shape, bool)
+            obj = np.ones(obj.shape, bool)
+        rgb_t, depth_t, _ = network_inputs(xyz[..., 2], rgb, fg)
+        fg_t = torch.from_numpy(fg)[None, None].to(self.device)
+        return rgb_t[None].to(self.device), depth_t[None].to(self.device), fg_t, obj
 
     def anomaly_map(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """(B,1,S,S) probability that each pixel is anomalous: D's softmax, channel 1."""
         return torch.softmax(self.network(rgb, depth)["logits"].float(), dim=1)[:, 1:]  # float32 under autocast too
 
     def _score(self, sample) -> tuple[float, np.ndarray]:
-        prob = self.anomaly_map(*self.inputs(sample))
+        rgb, depth, fg, obj = self.inputs(sample)
+        prob = self.anomaly_map(rgb, depth)
         k = self.cfg.score_pool
-        score = F.avg_pool2d(prob, k, stride=1, padding=k // 2).max()  # DRAEM: zero padding counted
-        amap = upsample(prob, tuple(np.asarray(sample.xyz).shape[:2]))[0, 0]
-        return float(score), amap.cpu().numpy()
+        pooled = F.avg_pool2d(prob * fg, k, stride=1, padding=k // 2)  # DRAEM: zero padding counted
+        score = pooled[fg].max()
+        return float(score), object_map(prob, fg, obj)
 
     def time_forward(self, repeats: int = 20, warmup: int = 3) -> float:
         """Milliseconds per forward pass of the network alone, batch 1 at `size`, after `warmup` passes."""

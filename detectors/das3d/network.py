@@ -19,11 +19,13 @@ The input side must be divisible by 2**max(depth, disc_depth).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MODALITIES = ("rgb+3d", "3d", "rgb")
+PRIOR = 0.01  # the focal loss paper's initial probability of the rare class
 
 
 def block(c_in: int, c_out: int) -> nn.Sequential:
@@ -77,6 +79,8 @@ class Discriminator(nn.Module):
                                                nn.ReLU(inplace=True)) for i in reversed(range(depth))])
         self.decoder = nn.ModuleList([block(2 * w[i], w[i]) for i in reversed(range(depth))])
         self.out = nn.Conv2d(w[0], 2, 3, padding=1)
+        with torch.no_grad():  # focal loss's prior initialization (Lin et al. 2017): P(anomalous) = PRIOR at the start
+            self.out.bias.copy_(torch.tensor([0.0, float(np.log(PRIOR / (1 - PRIOR)))]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, skips = x, []
