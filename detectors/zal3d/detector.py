@@ -55,6 +55,7 @@ from anomalygen.detectors.base import FitOptions
 from anomalygen.detectors.neural import NeuralDetector
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.settings import as_section, bounded
+from anomalygen.detectors.stored import load_torch
 from anomalygen.detectors.training.config import TrainConfig
 from anomalygen.detectors.zal3d.data import ItemSettings, Prepared, ZAL3DItems, cell_patches, normalize_patches
 from anomalygen.detectors.zal3d.loss import LossTerms
@@ -256,14 +257,14 @@ class ZAL3DDetector(NeuralDetector):
         patches = torch.from_numpy(normalize_patches(raw)).to(self.device) if len(ids) else None
         learned = torch.zeros(g * g, FEATURE_DIM, device=self.device)
         if patches is not None:
-            learned[index] = F.normalize(self.network.features(patches), dim=-1)
+            learned[index] = F.normalize(self.network.features(patches).float(), dim=-1)  # float32 under autocast
         probs = {}
         for eta in etas:
             probs[eta] = torch.zeros(g * g, device=self.device)
             if patches is not None:
                 with torch.enable_grad():
                     perturbed = perturb(self.network.classifier, patches, eta)
-                probs[eta][index] = anomaly_probability(self.network.classifier, perturbed)
+                probs[eta][index] = anomaly_probability(self.network.classifier, perturbed).float()
         return Cells(fpfh, self._rgb_features(rgb) if c.rgb_weights else None, learned, probs)
 
     def bank_features(self, cells: Cells) -> torch.Tensor:
@@ -301,7 +302,7 @@ class ZAL3DDetector(NeuralDetector):
                 raise AnomalygenError(f"zal3d.rgb_weights: {path} is not a file (a torchvision wide_resnet50_2 state dict)")
             net = resnet50(width=128)
             try:
-                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                net.load_state_dict(load_torch(path, "zal3d.rgb_weights file"))
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise AnomalygenError(f"zal3d.rgb_weights: {path} is not a wide_resnet50_2 state dict "
                                       f"({str(exc).splitlines()[0]})") from None
