@@ -363,7 +363,8 @@ def run_tuning(ds, args, zbase: dict, workers: int, draws: dict) -> str:
                     (d_scores, d_maps), (c_scores, c_maps) = [list(zip(*[w["dist"] for w in weighed])),
                                                               list(zip(*[w["cls"][eta] for w in weighed]))]
                     got["grid"][str(lw)] = {str(w): metrics(cell, [d + w * c for d, c in zip(d_scores, c_scores)],
-                                                            [d + w * c for d, c in zip(d_maps, c_maps)], draws[b])
+                                                            [d + w * c for d, c in zip(d_maps, c_maps)],
+                                                            draws[b][:args.tuning_draws])
                                             for w in W_C_GRID}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(got, default=lambda x: x.tolist()))
@@ -479,6 +480,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="zal3d-small", help="zal3d recipe (default zal3d-small)")
     ap.add_argument("--train", type=int, default=10, help="training scans per class (default 10)")
     ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws (default 1000)")
+    ap.add_argument("--tuning-draws", type=int, default=200, help="bootstrap draws of the tuning grid (default 200)")
     ap.add_argument("--workers", type=int, default=None, help="loader workers of zal3d's training (default: the recipe's)")
     ap.add_argument("--only", choices=("steps", "tuning", "square"), default=None, help="run one part (default: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
