@@ -11,7 +11,7 @@ import torch
 from anomalygen.detectors import get_detector
 from anomalygen.detectors.base import Detector, FitOptions
 from anomalygen.detectors.toydata import write_toy_image_dataset
-from anomalygen.detectors.btf.detector import BTFConfig, ImageSettings
+from anomalygen.detectors.btf.detector import BTFConfig
 from anomalygen.detectors.btf.features import image_features
 from anomalygen.detectors.common.fpfh import FPFHSettings, point_spacing
 from anomalygen.detectors.zal3d.data import ItemSettings, Prepared, ZAL3DItems, normalize_patches
@@ -195,18 +195,35 @@ def test_an_epoch_covers_every_cell_of_every_training_scan():
     assert raw.shape == item["pos"][0].shape
 
 
+def _rough_grid(rng, size=32, step=0.004):
+    """`_grid` with ripples a few point spacings long, where the FPFH radii decide the features."""
+    xyz = _grid(rng, size, step)
+    v, u = np.mgrid[0:size, 0:size]
+    xyz[..., 2] += (0.002 * np.sin(u * 1.3) * np.cos(v * 0.9)).astype(np.float32) * (xyz[..., 2] != 0)
+    return xyz
+
+
 def test_btf_and_zal3d_share_the_fpfh_rule():
-    """One FPFHSettings (radii in point spacings) in both detectors' recipes; zal3d's FPFH cells are BTF's."""
+    """One FPFHSettings (radii in point spacings) in both detectors' recipes, read by both: given the same
+    `fpfh` section, zal3d's FPFH cells are BTF's, at the training data's spacing."""
     assert BTFConfig().images.fpfh == ZAL3DSettings().fpfh == FPFHSettings()
     shipped = load_recipe("detectors")
     assert shipped["btf"]["images"]["fpfh"] == shipped["zal3d"]["fpfh"]
-    rng = np.random.default_rng(5)
-    xyz = _grid(rng, 32)
-    det = get_detector("zal3d")({"image_size": 32, "patch_size": 4, "remove_background": False}, "cpu")
-    det.spacing = point_spacing(xyz[np.any(xyz != 0, axis=-1)])
-    assert det.spacing == pytest.approx(0.004, rel=1e-2)  # the grid's step
-    expect = image_features(xyz, 8, FPFHSettings(), det.spacing)
-    assert torch.equal(det._fpfh(xyz), expect)
+    xyz = _rough_grid(np.random.default_rng(5))
+    spacing = point_spacing(xyz[np.any(xyz != 0, axis=-1)])
+    assert spacing == pytest.approx(0.004, rel=2e-2)  # the grid's step
+    section = {"normal_radius": 2.5, "feature_radius": 6.0}
+    zal3d = get_detector("zal3d")({"image_size": 32, "patch_size": 4, "remove_background": False,
+                                   "fpfh": section}, "cpu")
+    btf = get_detector("btf")({"images": {"image_size": 32, "feature_grid": 8, "remove_background": False,
+                                          "fpfh": section}}, "cpu")
+    zal3d.spacing = btf.spacing = spacing
+    got = zal3d._fpfh(xyz)
+    assert torch.equal(got, btf._image_features(xyz))
+    assert torch.equal(got, image_features(xyz, 8, FPFHSettings(**section), spacing))
+    # the section and the spacing are what decide: other radii, or radii in metres, give other features
+    assert not torch.allclose(got, image_features(xyz, 8, FPFHSettings(), spacing), atol=1e-3)
+    assert not torch.allclose(got, image_features(xyz, 8, FPFHSettings(**section), 0.01), atol=1e-3)
 
 
 def test_fpfh_radii_follow_the_point_spacing_not_the_units():
