@@ -245,7 +245,7 @@ def run_square(ds, args, results: Results, draws: dict, zbase: dict, workers: in
 
     for a in square:
         tests = [b for b in square if b != a]
-        for name in ("nearest", "btf"):
+        for name in [d for d in ("nearest", "btf") if d in args.detectors]:
             if all(results.has(name, 0, a, b) for b in tests):
                 continue
             det, fit_s, cpu_s = fit(name, section("detectors", name), ds, a, [])
@@ -253,7 +253,7 @@ def run_square(ds, args, results: Results, draws: dict, zbase: dict, workers: in
                 out, ms = score_cell(det, cell(b), plain)
                 record(0, a, b, out, {"fit_s": fit_s, "cpu_s": cpu_s, **ms}, {"": name})
             print(f"  {name} {a}: fit {fit_s:.0f} s ({cpu_s:.0f} CPU s)", flush=True)
-        jobs = [(FULL, s, {}, True) for s in args.seeds]
+        jobs = [(FULL, s, {}, True) for s in args.seeds] if "zal3d" in args.detectors else []
         if a in args.ablations:
             jobs += [(row, 0, changes, classifier) for row, changes, classifier in TRAINED_ABLATIONS]
         for row, seed, changes, classifier in jobs:
@@ -277,16 +277,28 @@ def run_square(ds, args, results: Results, draws: dict, zbase: dict, workers: in
 
 
 def square_tables(results: Results, args) -> str:
+    """The matrices, the means with intervals and the paired differences over the cells of the square that
+    nearest, BTF and 3DzAL have all run (a stopped run reports what it finished, and says which cells)."""
     square = args.square.split(",")
-    cells = [(a, b) for a in square for b in square if b != a]
 
     def seeds_of(row):
         base = results.root / row.replace(" ", "_").replace("/", "_")
         return sorted(int(p.name) for p in base.iterdir()) if base.is_dir() else []
 
-    def cell_value(row, a, b, metric):
-        """(full, replicates) averaged over the row's seeds."""
-        got = [results.get(row, s, a, b) for s in seeds_of(row) if results.has(row, s, a, b)]
+    every = [(a, b) for a in square for b in square if b != a]
+    cells = [(a, b) for a, b in every if all(any(results.has(r, s, a, b) for s in seeds_of(r))
+                                             for r in ("nearest", "btf", FULL))]
+    if not cells:
+        return "no cell of the square has results for nearest, btf and 3DzAL yet"
+
+    def covering(row, on):
+        """The row's seeds that ran every cell of `on` (a row's mean is over the same seeds on every cell)."""
+        return [s for s in seeds_of(row) if all(results.has(row, s, a, b) for a, b in on)]
+
+    def cell_value(row, a, b, metric, on=None):
+        """(full, replicates) averaged over the row's seeds (those covering every cell of `on` when given)."""
+        seeds = covering(row, on) if on is not None else seeds_of(row)
+        got = [results.get(row, s, a, b) for s in seeds if results.has(row, s, a, b)]
         if not got:
             return None
         return (float(np.mean([g[metric] for g in got])), np.mean([g[metric + "_rep"] for g in got], axis=0))
@@ -295,11 +307,11 @@ def square_tables(results: Results, args) -> str:
         out = ["| row | seeds | pixel AUPRO % | image AUROC % | per-seed AUPRO means | fit s / task (CPU s) | "
                "ms / scan (CPU ms) |", "|---|---|---|---|---|---|---|"]
         for row in rows:
-            vals = {m: [cell_value(row, a, b, m) for a, b in on] for m in ("aupro", "i_auroc")}
+            vals = {m: [cell_value(row, a, b, m, on) for a, b in on] for m in ("aupro", "i_auroc")}
             if any(v is None for v in vals["aupro"]):
                 out.append(f"| {row} | not run on these cells |  |  |  |  |  |")
                 continue
-            seeds = [s for s in seeds_of(row) if all(results.has(row, s, a, b) for a, b in on)]
+            seeds = covering(row, on)
             per_seed = [np.mean([results.get(row, s, a, b)["aupro"] for a, b in on]) for s in seeds]
             t = np.array([[results.get(row, s, a, b)[k] for k in ("fit_s", "cpu_s", "ms", "cpu_ms")]
                           for s in seeds for a, b in on])
@@ -314,7 +326,7 @@ def square_tables(results: Results, args) -> str:
         for first, second in pairs:
             cols = []
             for m in ("aupro", "i_auroc"):
-                va, vb = [cell_value(first, a, b, m) for a, b in on], [cell_value(second, a, b, m) for a, b in on]
+                va, vb = [cell_value(first, a, b, m, on) for a, b in on], [cell_value(second, a, b, m, on) for a, b in on]
                 cols.append("n/a" if None in va or None in vb else
                             str(mean_interval([difference(x, y) for x, y in zip(va, vb)])))
             out.append(f"| {first} - {second} | {cols[0]} | {cols[1]} |")
@@ -324,7 +336,8 @@ def square_tables(results: Results, args) -> str:
     for metric, title in (("aupro", "pixel AUPRO@0.3 (btf variant)"), ("i_auroc", "image AUROC")):
         for row in ("nearest", "btf", FULL):
             seeds = seeds_of(row)
-            lines += [f"### {row}: {title}, %" + (f" (mean of seeds {seeds})" if len(seeds) > 1 else ""),
+            lines += [f"### {row}: {title}, %" + (f" (per cell, the mean of the seeds of {seeds} it ran)"
+                                                   if len(seeds) > 1 else ""),
                       "", "| train \\ test | " + " | ".join(square) + " | mean |", "|---|" + "---:|" * (len(square) + 1)]
             for a in square:
                 vals = [cell_value(row, a, b, metric) if b != a else None for b in square]
@@ -332,11 +345,19 @@ def square_tables(results: Results, args) -> str:
                 got = [v[0] for v in vals if v is not None]
                 lines.append(f"| {a} | " + " | ".join(txt) + (f" | {100 * np.mean(got):.1f} |" if got else " | n/a |"))
             lines.append("")
-    lines += [f"### Means over the square ({len(cells)} cells), 95 % bootstrap intervals", ""]
+    done = "every cell" if len(cells) == len(every) else "the cells run: " + ", ".join(f"{a}->{b}" for a, b in cells)
+    lines += [f"### Means over the square ({len(cells)} of {len(every)} cells: {done}), 95 % bootstrap intervals", ""]
     lines += summary(["nearest", "btf", FULL, BASELINE, DERIVED["dist"], DERIVED["cls"]], cells)
     lines += ["", "### Paired differences over the square (same test scans, same draws), points", ""]
     lines += differences([(FULL, "btf"), (FULL, BASELINE), (BASELINE, "btf"), ("btf", "nearest")], cells)
+    for seed in seeds_of(FULL):
+        mine = [(a, b) for a, b in cells if results.has(FULL, seed, a, b)]
+        if mine and mine != cells:
+            lines += ["", f"### 3DzAL seed {seed} on the {len(mine)} cells it ran", ""]
+            lines += summary(["btf", FULL], mine)
     on = [(a, b) for a, b in cells if a in args.ablations]
+    if not on:
+        return "\n".join(lines)
     lines += ["", f"### Ablations (paper Tables 3-4) on the cells trained on {', '.join(args.ablations)} "
               f"({len(on)} cells), seed 0 for the trained ablations", ""]
     lines += summary(["btf"] + ABLATION_ROWS, on)
@@ -490,16 +511,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1", help="3DzAL training seeds (default 0,1)")
     ap.add_argument("--ablations", default=None, help="training classes whose cells run the trained ablations "
                     "(default: every class of the square)")
+    ap.add_argument("--detectors", default="nearest,btf,zal3d", help="rows the square fits (default nearest,btf,zal3d; "
+                    "two processes sharing --keep may split them, e.g. one with --detectors zal3d --seeds 1)")
     ap.add_argument("--recipe", default="zal3d-small", help="zal3d recipe (default zal3d-small)")
     ap.add_argument("--train", type=int, default=10, help="training scans per class (default 10)")
     ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws (default 1000)")
     ap.add_argument("--tuning-draws", type=int, default=200, help="bootstrap draws of the tuning grid (default 200)")
     ap.add_argument("--workers", type=int, default=None, help="loader workers of zal3d's training (default: the recipe's)")
-    ap.add_argument("--only", choices=("steps", "tuning", "square"), default=None, help="run one part (default: all)")
+    ap.add_argument("--only", choices=("steps", "tuning", "square", "tables"), default=None,
+                    help="run one part (default: all); tables: the square's tables from --keep's results, no fitting")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--keep", default=None, help="data, per-cell results and tables live here (re-used when present)")
     args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.detectors = args.detectors.split(",")
     args.ablations = (args.ablations or args.square).split(",")
     torch.set_num_threads(args.threads)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-zal3d-"))
@@ -524,9 +549,10 @@ def main(argv=None) -> int:
         out += ["## steps", run_steps(work, args)]
     if args.only in (None, "tuning"):
         out += ["## tuning", run_tuning(ds, args, zbase, workers, draws)]
-    if args.only in (None, "square"):
+    if args.only in (None, "square", "tables"):
         results = Results(work / "results")
-        run_square(ds, args, results, draws, zbase, workers)
+        if args.only != "tables":
+            run_square(ds, args, results, draws, zbase, workers)
         out += ["## square", square_tables(results, args)]
     text = "\n\n".join(out)
     print("\n" + text)
