@@ -44,6 +44,7 @@ EFFICIENCY = {"das3d": 0.35, "imrnet": 0.15, "zal3d": 0.05}  # assumed share of 
 HOST_S = {"fpfh": 0.3, "imrnet": 0.05, "das3d": 0.01}  # assumed CPU seconds per test sample outside the network
 TRAIN_S = {"das3d": 90.0, "imrnet": 50.0, "zal3d": 20.0}  # training time each network gets on the H100 plan
 SYNTH_SECONDS = 5.0
+ZAL3D_OBJECT_CELLS = 0.12  # share of a rendered scan's grid cells holding object points (measured at 128 px)
 STAGES = ("data", "synth", "nearest", "btf", "das3d", "imrnet", "zal3d")  # cheap, key figures first
 POINTS_CLASS, IMAGE_CLASSES = "ashtray0", ("bagel", "tire", "foam")
 
@@ -75,13 +76,17 @@ def setup(smoke: bool) -> dict:
 
 
 def _train_items(name: str, section: dict, smoke: bool) -> int:
-    """Training items per epoch: training samples x repeat (zal3d: repeat per prepared sample)."""
+    """Training items per epoch: training samples x repeat (zal3d: every object cell of every training scan,
+    `positives` cells per item)."""
     from anomalygen.recipes import load_recipe
 
     if name == "imrnet":
         return 4 * section.get("repeat", 16)  # build-shapenet: 4 train clouds per class
     counts = load_recipe("render-mvtec3d")["counts"]
     n = 4 if smoke else counts["train"]
+    if name == "zal3d":
+        grid = section.get("image_size", 224) // section.get("patch_size", 8)
+        return n * math.ceil(ZAL3D_OBJECT_CELLS * grid * grid / section.get("positives", 8))
     return n * section.get("repeat", 1)
 
 

@@ -115,8 +115,13 @@ def test_btf_typed_config_keeps_the_recipe_keys_defaults_and_messages():
     assert BTFConfig.from_dict(as_section(cfg)) == cfg  # what detector.json saves reloads to the same settings
     for given, message in [
         ({"points": {"npoints": 10}}, "unknown setting btf.points.npoints; did you mean btf.points.n_points? (known: "
-                                      "coreset_fraction, feature_max_nn, feature_radius, n_points, normal_max_nn, "
-                                      "normal_radius, spread_k)"),
+                                      "coreset_fraction, fpfh, n_points, spread_k)"),
+        ({"images": {"normal_radius": 0.02}}, "unknown setting btf.images.normal_radius; did you mean "
+                                              "btf.images.coreset_fraction? "
+                                              "(known: background, blur_sigma, coreset_fraction, feature_grid, fpfh, "
+                                              "image_size, remove_background)"),
+        ({"images": {"fpfh": {"normal_radius": 0.02}}},
+         "btf.images.fpfh.normal_radius = 0.02: expected a number in [1.0, 10000]"),
         ({"images": {"background": {"eps": 1}}}, "unknown setting btf.images.background.eps; did you mean "
                                                  "btf.images.background.dbscan_eps? (known: border, dbscan_eps, "
                                                  "dbscan_min_points, plane_distance, ransac_iterations)"),

@@ -67,8 +67,47 @@ def test_adding_patch_labels_exactly_the_attached_points():
     d_normal, _ = cKDTree(normal).query(pts)
     assert np.all((d_normal == 0) == (lab == 0))          # label 0 = a point of the normal sample
     assert 0 < lab.sum() < 64                             # the patch holds both
-    # the attached cluster is centered on the anchor
+    # the attached cluster sits at the anchor
     assert np.linalg.norm(pts[lab == 1].mean(0) - anchor) < 0.2
+
+
+def _flat_plane(rng, n=4000, z=0.5):
+    """A flat square at depth z seen from a camera at the origin (camera coordinates)."""
+    p = np.c_[rng.uniform(-0.1, 0.1, (n, 2)), np.full(n, z)]
+    return p.astype(np.float32)
+
+
+def test_adding_clusters_sit_on_the_surface_facing_the_camera():
+    """Fig. 3: an added cluster is a bump ON the object, on the side the scan sees, not half sunk into it."""
+    rng = np.random.default_rng(5)
+    normal = _flat_plane(rng)
+    interest = [rng.normal(size=(60, 3)).astype(np.float32) * 0.01 + [1.0, -2.0, 3.0]]
+    out = pseudo_patches(normal, interest, 40, rng, PatchSettings(k=64, viewpoint=(0.0, 0.0, 0.0)), (ADDING,))
+    for p in out:
+        added = p["points"][p["labels"] == 1]
+        assert len(added)
+        assert np.all(added[:, 2] <= 0.5 + 1e-6)              # no added point behind the surface (z > 0.5)
+        assert added[:, 2].min() < 0.5 - 1e-3                  # the cluster stands out toward the camera
+    # without a viewpoint: outside a closed surface (away from its centroid)
+    sphere = rng.normal(size=(4000, 3))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    for p in pseudo_patches(sphere, interest, 20, rng, PatchSettings(k=64), (ADDING,)):
+        r = np.linalg.norm(p["points"][p["labels"] == 1], axis=1)
+        assert np.all(r > 1 - 0.02), r.min()                   # on or outside the sphere, never sunk into it
+        assert r.max() > 1.01
+
+
+def test_batched_patches_have_the_single_patch_form_and_every_anchor_is_used():
+    rng = np.random.default_rng(6)
+    normal = _plane(rng)
+    interest = [rng.normal(size=(50, 3)).astype(np.float32) * 0.05]
+    anchors = normal[[10, 20, 30, 40, 50, 60]]
+    out = pseudo_patches(normal, interest, 6, rng, PatchSettings(k=48), anchors=anchors)
+    assert [p["anchor"].tolist() for p in out] == anchors.tolist()
+    for p in out:
+        assert p["points"].shape == (48, 3) and p["labels"].shape == (48,)
+        # the patch lies around its anchor: its points are among the anchor's nearest few hundred
+        assert np.linalg.norm(p["points"] - p["anchor"], axis=1).max() < 0.6
 
 
 def test_removing_patch_surrounds_a_hole_and_labels_its_rim():

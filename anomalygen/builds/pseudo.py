@@ -111,7 +111,7 @@ def _make(out: Path, sources: dict, normal_class: str, others: list[str], n_patc
         interest = [(name, x, m & np.any(x != 0, axis=-1), a)
                     for (name, x), m, a in zip(grids["irrelevant"], masks, softs)]
     rng = np.random.default_rng(path_seed(seed, "pseudo-anomalies", normal_class))
-    settings = PatchSettings(k=points)
+    settings = PatchSettings(k=points, viewpoint=(0.0, 0.0, 0.0))  # xyz in camera coordinates
     pools = [x[m] for _, x, m, _ in interest]
     patches, origin = [], []
     for i in range(n_patches):

@@ -7,8 +7,8 @@ ResNet-50 on ordered xyz, and the "adding" / "removing" pseudo-anomalous patches
 """
 
 from anomalygen.pseudo.interest import TAU, interest_mask, points_of_interest, random_resnet, soft_mask
-from anomalygen.pseudo.patches import (ADDING, REMOVING, RIM_NEIGHBOURS, PatchSettings, adding_patch, normal_patch,
+from anomalygen.pseudo.patches import (ADDING, INSERTED, LIFTED, REMOVING, RIM_NEIGHBOURS, PatchSettings, adding_patch, normal_patch,
                                        pseudo_patches, removing_patch)
 
-__all__ = ["ADDING", "REMOVING", "RIM_NEIGHBOURS", "TAU", "PatchSettings", "adding_patch", "interest_mask",
+__all__ = ["ADDING", "INSERTED", "LIFTED", "REMOVING", "RIM_NEIGHBOURS", "TAU", "PatchSettings", "adding_patch", "interest_mask",
            "normal_patch", "points_of_interest", "pseudo_patches", "random_resnet", "removing_patch", "soft_mask"]

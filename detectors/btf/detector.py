@@ -9,9 +9,10 @@ Organized clouds (MVTec 3D-AD): BTF's grid approach. xyz is resized (nearest) to
 smoothed with a 3x3 mean and pooled to a `feature_grid` x `feature_grid` patch grid; patch
 scores are upsampled to the input size and blurred. The features: anomalygen.detectors.btf.features.
 
-Radii are fractions of the object scale: the median bounding-box diagonal of the training
-samples, fixed at fit time so that test samples are measured with the same ruler.
-BTF has no network: what is saved is the memory bank and the scale.
+FPFH radii are in point spacings (anomalygen.detectors.common.fpfh, the rule zal3d shares): the
+median nearest-neighbour distance of the training samples' points where FPFH runs (the FPS
+subsample; the prepared grid's valid pixels), fixed at fit time so that test samples are
+measured with the same ruler. BTF has no network: what is saved is the memory bank and the spacing.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import torch
 from anomalygen.errors import RecipeError
 from anomalygen.io.samples import ImageSample, PointSample
 from anomalygen.detectors.base import Detector
-from anomalygen.detectors.btf.features import diagonal, image_features, point_features, prepare_xyz
-from anomalygen.detectors.common.fpfh import FPFH_DIM
+from anomalygen.detectors.btf.features import image_features, point_features, prepare_xyz, subsample
+from anomalygen.detectors.common.fpfh import FPFH_DIM, FPFHSettings, saved_spacing, training_spacing
 from anomalygen.detectors.common.memory_bank import MemoryBank
 from anomalygen.detectors.common.spread import scaled_sigma, spread_to_pixels, spread_to_points
 from anomalygen.detectors.data import iterate_samples
@@ -44,10 +45,7 @@ class PointSettings:
 
     coreset_fraction: float = bounded(0.25, 1e-6, 1.0)
     n_points: int = bounded(2048, 1, 10**7)
-    normal_radius: float = bounded(0.05, 1e-9, 10.0)
-    feature_radius: float = bounded(0.12, 1e-9, 10.0)
-    normal_max_nn: int = bounded(30, 1, 10**7)
-    feature_max_nn: int = bounded(100, 1, 10**7)
+    fpfh: FPFHSettings = field(default_factory=lambda: FPFHSettings(normal_radius=2.5, feature_radius=6.0))
     spread_k: int = bounded(1, 1, 10**7)
 
 
@@ -69,10 +67,7 @@ class ImageSettings:
     coreset_fraction: float = bounded(0.1, 1e-6, 1.0)
     image_size: int = bounded(224, 1, 10**5)
     feature_grid: int = bounded(28, 1, 10**5)
-    normal_radius: float = bounded(0.02, 1e-9, 10.0)
-    feature_radius: float = bounded(0.05, 1e-9, 10.0)
-    normal_max_nn: int = bounded(30, 1, 10**5)
-    feature_max_nn: int = bounded(100, 1, 10**5)
+    fpfh: FPFHSettings = field(default_factory=FPFHSettings)
     blur_sigma: float = bounded(4.0, 0.0, 100.0)
     remove_background: bool = True
     background: BackgroundSettings = field(default_factory=BackgroundSettings)
@@ -106,36 +101,34 @@ class BTFDetector(Detector):
         super().__init__(config, device)
         self.settings = BTFConfig.from_dict(self.config)
         self.config = as_section(self.settings)
-        self.scale = 1.0
+        self.spacing = 1.0
         self.bank: MemoryBank | None = None
 
-    def _point_features(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return point_features(points, self.settings.points, self.scale, self.device)
+    def _subsample(self, points: np.ndarray) -> np.ndarray:
+        return points[subsample(points, self.settings.points.n_points, self.device)]
 
     def _prepare_xyz(self, xyz: np.ndarray) -> np.ndarray:
         return prepare_xyz(xyz, self.settings.images, self.settings.seed, upsample=False)
 
+    def _image_features(self, small: np.ndarray) -> torch.Tensor:
+        images = self.settings.images
+        return image_features(small, images.feature_grid, images.fpfh, self.spacing)
+
     # -- interface ---------------------------------------------------------------------
     def _fit(self, data, options) -> None:
-        """Two passes over the lazily read training set: the object scale (median diagonal) first,
-        because the FPFH radii depend on it, then the features. Point clouds are read twice
-        instead of held in memory; prepared organized clouds (small) are kept between passes."""
+        """The training clouds where FPFH runs (FPS subsamples; prepared grids), kept in memory (small),
+        then their point spacing, because the FPFH radii are measured in it, then the features."""
         bar = progress_bar(options.progress)
-        read = lambda desc: bar(iterate_samples(data, options.loader_workers, self.kind), desc=desc, total=len(data))  # noqa: E731
+        samples = bar(iterate_samples(data, options.loader_workers, self.kind), desc="preprocess", total=len(data))
         if self.kind == "points":
-            diags = [diagonal(np.asarray(s.points, np.float32)) for s in read("scale")]
-            clouds = None
+            clouds = [self._subsample(np.asarray(s.points, np.float32)) for s in samples]
+            self.spacing = training_spacing(clouds)
+            feats = [torch.from_numpy(self.settings.points.fpfh.features(c, self.spacing))
+                     for c in bar(clouds, desc="features")]
         else:
-            clouds = [self._prepare_xyz(s.xyz) for s in read("preprocess")]
-            diags = [diagonal(x[np.any(x != 0, axis=-1)]) for x in clouds]
-        self.scale = float(np.median(diags)) or 1.0
-        feats = []
-        if self.kind == "points":
-            for s in read("features"):
-                feats.append(torch.from_numpy(self._point_features(np.asarray(s.points, np.float32))[1]))
-        else:
-            for x in bar(clouds, desc="features"):
-                feats.append(image_features(x, self.settings.images, self.scale))
+            clouds = [self._prepare_xyz(s.xyz) for s in samples]
+            self.spacing = training_spacing(x[np.any(x != 0, axis=-1)] for x in clouds)
+            feats = [self._image_features(x) for x in bar(clouds, desc="features")]
         feats = torch.cat(feats).to(self.device)
         cfg = self.settings
         self.bank = MemoryBank.fit(feats, getattr(cfg, self.kind).coreset_fraction, cfg.projection_dim, cfg.seed,
@@ -152,12 +145,13 @@ class BTFDetector(Detector):
                 subs.append(np.zeros((0, 3), np.float32))
                 feats.append(torch.zeros(0, FPFH_DIM))
             elif isinstance(s, PointSample):
-                sub, f = self._point_features(np.asarray(s.points, np.float32))
+                sub, f = point_features(np.asarray(s.points, np.float32), self.settings.points, self.spacing,
+                                        self.device)
                 subs.append(sub)
                 feats.append(torch.from_numpy(f))
             else:
                 assert isinstance(s, ImageSample)
-                feats.append(image_features(self._prepare_xyz(s.xyz), self.settings.images, self.scale))
+                feats.append(self._image_features(self._prepare_xyz(s.xyz)))
         allf = torch.cat(feats).to(self.device)
         dist, nn_idx = self.bank.patch_scores(allf)
         out, start = [], 0
@@ -182,8 +176,8 @@ class BTFDetector(Detector):
 
     def _save_state(self, directory: Path) -> dict:
         self.bank.save(directory / "memory_bank.npy")
-        return {"scale": self.scale, "bank_size": len(self.bank)}
+        return {"spacing": self.spacing, "bank_size": len(self.bank)}
 
     def _load_state(self, directory: Path, state: dict) -> None:
-        self.scale = float(state["scale"])
+        self.spacing = saved_spacing(state, directory)
         self.bank = MemoryBank.load(directory / "memory_bank.npy", self.settings.reweight_k, self.device)

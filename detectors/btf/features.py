@@ -5,8 +5,8 @@ Organized clouds: xyz resized (nearest) to `image_size` (never up, for BTF), bac
 valid pixels' points laid back on the grid, smoothed with a 3x3 mean and pooled to a
 `feature_grid` x `feature_grid` patch grid.
 
-Radii are fractions of the object scale (`scale`, the median bounding-box diagonal of the
-training samples) so that every sample is measured with the same ruler.
+FPFH radii are in point spacings (`spacing`, the training samples' median nearest-neighbour
+distance; anomalygen.detectors.common.fpfh) so that every sample is measured with the same ruler.
 """
 
 from __future__ import annotations
@@ -18,18 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anomalygen.detectors.common.fpfh import FPFH_DIM, fpfh
+from anomalygen.detectors.common.fpfh import FPFH_DIM, FPFHSettings
 from anomalygen.detectors.common.points import farthest_point_indices, farthest_point_sample
 from anomalygen.detectors.settings import as_section
 from anomalygen.scans import BackgroundConfig, remove_background
 
 if TYPE_CHECKING:
     from anomalygen.detectors.btf.detector import ImageSettings, PointSettings
-
-
-def diagonal(points: np.ndarray) -> float:
-    """Bounding-box diagonal of a cloud (0 for an empty one): the object scale of one sample."""
-    return float(np.linalg.norm(points.max(0) - points.min(0))) if len(points) else 0.0
 
 
 def subsample(points: np.ndarray, n_points: int, device: torch.device) -> np.ndarray:
@@ -41,12 +36,11 @@ def subsample(points: np.ndarray, n_points: int, device: torch.device) -> np.nda
     return farthest_point_sample(pts, n, start=0).cpu().numpy()
 
 
-def point_features(points: np.ndarray, settings: PointSettings, scale: float,
+def point_features(points: np.ndarray, settings: PointSettings, spacing: float,
                    device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """(subsampled points (n,3), their FPFH features (n,33)) of a point cloud."""
     sub = points[subsample(points, settings.n_points, device)]
-    return sub, fpfh(sub, settings.normal_radius * scale, settings.feature_radius * scale,
-                     settings.normal_max_nn, settings.feature_max_nn)
+    return sub, settings.fpfh.features(sub, spacing)
 
 
 def prepare_xyz(xyz: np.ndarray, settings: ImageSettings, seed: int, upsample: bool = True) -> np.ndarray:
@@ -93,13 +87,13 @@ def pool_features(feature_grid: np.ndarray, grid: int) -> torch.Tensor:
     return torch.matmul(p[None], rows).reshape(grid * grid, c)
 
 
-def image_features(small: np.ndarray, settings: ImageSettings, scale: float) -> torch.Tensor:
-    """(G*G, 33) patch features of a prepared organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool)."""
-    s, g = small.shape[0], min(settings.feature_grid, small.shape[0])
+def image_features(small: np.ndarray, feature_grid: int, settings: FPFHSettings, spacing: float) -> torch.Tensor:
+    """(G*G, 33) patch features of a prepared organized cloud (BTF: FPFH on grid, 3x3 mean, adaptive pool
+    to G = feature_grid, or the cloud's side when smaller)."""
+    s, g = small.shape[0], min(feature_grid, small.shape[0])
     valid = (small[..., 0] != 0) | (small[..., 1] != 0) | (small[..., 2] != 0)
     grid = np.zeros((s, s, FPFH_DIM), np.float32)
     if valid.sum() >= 3:
         # MVTec xyz is in camera coordinates: orient normals toward the camera at the origin.
-        grid[valid] = fpfh(small[valid], settings.normal_radius * scale, settings.feature_radius * scale,
-                           settings.normal_max_nn, settings.feature_max_nn, toward=np.zeros(3))
+        grid[valid] = settings.features(small[valid], spacing, toward=np.zeros(3))
     return pool_features(grid, g)

@@ -7,6 +7,12 @@ center, a shared MLP, max-pool), a global level (shared MLP on all centers, max-
 head. Grouping uses k nearest neighbours (pure torch, anomalygen.detectors.common.points)
 instead of the CUDA ball query. E_theta outputs a feature vector, C_w two logits (class 1 =
 anomalous). Pure modules: tensors in, tensors out.
+
+BatchNorm's running statistics follow the batches with momentum 0.1: after a short training they
+still lag the batch statistics the weights were trained with, and E_theta scored in eval mode gave
+every cell nearly the same feature (mean pairwise cosine 0.999 after 12 steps; 0.41 for the same
+weights in train mode). `precise_batchnorm` re-estimates them once training ends, as the plain
+average over training batches.
 """
 
 from __future__ import annotations
@@ -83,3 +89,25 @@ def perturb(classifier: nn.Module, patches: torch.Tensor, eta: float) -> torch.T
         log_p_hat = log_p.max(dim=-1).values
         (grad,) = torch.autograd.grad(log_p_hat.sum(), x)
     return (patches - eta * grad).detach()
+
+
+@torch.no_grad()
+def precise_batchnorm(network: nn.Module, batches) -> None:
+    """Set every BatchNorm's running mean and variance to their average over `batches` (inputs of
+    `network`'s forward, e.g. the training patches; "precise BN", Wu & Johnson 2021), in train mode
+    with a cumulative average; the weights are untouched and the mode is restored."""
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    mode, momenta = network.training, [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the plain mean over the batches seen
+    network.train()
+    try:
+        for batch in batches:
+            network(batch)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        network.train(mode)
