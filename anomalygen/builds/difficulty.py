@@ -82,6 +82,44 @@ BUMPS = ("bulge", "concavity")
 DEPTH_HARD_FACTOR = 0.2
 
 
+# the acquisition keys (anomalygen.mesh.acquire) each level turns on where the recipe leaves them
+# null; every one is off below ACQUISITION_FROM, so `easy` and the levels up to t = 1 build the bytes
+# they built before the keys existed. Past it each number grows linearly to its value at MAX_LEVEL.
+ACQUISITION_FROM = 1.0
+ACQUISITION_OFF = {"pose": "none", "pose_shift": 0.0, "variation": 0.0, "views": 0, "density": 0.0, "noise": 0.0}
+ACQUISITION_MAX = {"pose": "any", "pose_shift": 0.1, "variation": 6.0, "views": 0, "density": 0.0, "noise": 0.0}
+# the renderer: its objects already spin about the support's normal (pose z) at every level
+RENDER_ACQUISITION_OFF = {"pose": "z", "noise": 0.0}
+RENDER_ACQUISITION_MAX = {"pose": "z", "noise": 0.0}
+
+
+def _ramp(off: dict, top: dict, t: float) -> dict:
+    """`off` below ACQUISITION_FROM; above it numbers grow linearly to `top` at MAX_LEVEL (whole numbers
+    rounded up), words switch to `top`'s."""
+    if t <= ACQUISITION_FROM:
+        return dict(off)
+    f = (t - ACQUISITION_FROM) / (MAX_LEVEL - ACQUISITION_FROM)
+    out = {}
+    for k, v in off.items():
+        if isinstance(v, str):
+            out[k] = top[k]
+        elif isinstance(v, int):
+            out[k] = int(math.ceil(v + (top[k] - v) * f))
+        else:
+            out[k] = float(f"{v + (top[k] - v) * f:.6g}")
+    return out
+
+
+def acquisition_at(t: float) -> dict:
+    """The build-shapenet acquisition keys at difficulty t (README "Difficulty" says why these)."""
+    return _ramp(ACQUISITION_OFF, ACQUISITION_MAX, t)
+
+
+def render_acquisition_at(t: float) -> dict:
+    """The render-mvtec3d acquisition keys (pose, noise) at difficulty t."""
+    return _ramp(RENDER_ACQUISITION_OFF, RENDER_ACQUISITION_MAX, t)
+
+
 def difficulty_value(level) -> float:
     """A level (name or number) -> t in [0, MAX_LEVEL]; AnomalygenError names the accepted values."""
     if isinstance(level, str) and level.strip() in LEVELS:
