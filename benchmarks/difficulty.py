@@ -4,6 +4,7 @@ its acquisition keys, per defect type, with bootstrap intervals.
     python benchmarks/difficulty.py [--rows easy,paper,hard] [--keys pose=any,variation=3,views=2,density=2,noise=0.5]
                                     [--key-level paper] [--classes 40] [--test-per-class 36] [--table3]
                                     [--png benchmarks/difficulty.png] [--keep DIR [--reuse]] [--workers 2]
+    python benchmarks/difficulty.py --render bagel,cookie,dowel,potato --size 128 --rows easy,paper --png ''
 
 A row is a level (`easy`, `paper`, `hard` or a number t), optionally with recipe keys added after a `+`
 (`paper+pose=none`, `1.5+variation=3`). `--keys K=V,...` adds one row per key at `--key-level`: that
@@ -19,6 +20,9 @@ the test split. Printed (markdown):
 * per defect type (normal test samples plus that type's, per class, then the mean): BTF and nearest;
 * the key rows: BTF and nearest I-AUROC with the key on, and the change against the base row;
 * with `--table3`: per class, BTF's I-AUROC beside the BTF-FPFH figure of Anomaly-ShapeNet's Table 3.
+
+With `--render CLASSES` the rows are `render-mvtec3d` builds (MVTec 3D-AD layout, `--size` pixels, 20 good and
+30 defective test scans per class) and the second figure is the pixel AUROC over every pixel.
 
 Builds and runs go to `--keep` (a temp folder without it); `--reuse` reads back a row whose build and
 both runs are there, so one row can be made per invocation and all read back together at the end.
@@ -105,12 +109,22 @@ def short_name(name: str) -> str:
     return level + ("+" + "+".join(on) if on else ("" if not keys else " (keys off)"))
 
 
-def build_row(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool) -> tuple[Path, float]:
+def build_row(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool,
+              render_size: int = 0) -> tuple[Path, float]:
+    """Build one row's data: build-shapenet, or with `render_size` render-mvtec3d at that size with 20 good
+    and 30 defective test scans per class (BENCHMARKS.md)."""
     t, over, name = parse_row(spec)
     data = root / f"data-{name}"
     if reuse and (data / "manifest.json").is_file():
         return data, float("nan")
     t0 = time.perf_counter()
+    if render_size:
+        from anomalygen.builds.render import render_mvtec3d
+
+        counts = {"size": render_size, "counts.test_good": 20, "counts.test_per_defect": 6}
+        render_mvtec3d(data, classes.split(","), load_recipe("render-mvtec3d", {"difficulty": t, **counts, **over}),
+                       workers=workers, overwrite=True)
+        return data, time.perf_counter() - t0
     # binary PCD (the same float32 values as the ASCII files; a third of the disk) and no meshes
     files = {"dataset.pcd_binary": True, "dataset.write_meshes": "none"}
     build_dataset(data, load_recipe("anomaly-shapenet", {"difficulty": t, **files, **over}), classes=classes,
@@ -163,13 +177,21 @@ def interval(draws: list[np.ndarray]) -> tuple[float, float]:
     return float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))
 
 
-def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool) -> dict:
+def truth(sample) -> np.ndarray:
+    """A test sample's per-point (cloud) or per-pixel (scan, flattened) 0/1 labels."""
+    mask = getattr(sample, "mask", None)
+    return np.asarray(sample.labels if mask is None else mask.ravel() > 0, np.uint8)
+
+
+def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool,
+                 render_size: int = 0) -> dict:
     """Build one row, run both detectors, and gather every figure the tables print."""
     t, over, name = parse_row(spec)
-    data, build_s = build_row(spec, classes, test, root, workers, reuse)
+    data, build_s = build_row(spec, classes, test, root, workers, reuse, render_size)
     manifest = json.loads((data / "manifest.json").read_text())
     rejected = manifest.get("rejected_samples", [])
-    anomalous_planned = manifest["counts"]["anomalous"] + len(rejected)
+    anomalous_planned = (manifest["counts"]["anomalous"] if "counts" in manifest else
+                         sum(r["defect"] != GOOD for r in manifest["samples"])) + len(rejected)
     ds = open_dataset(data)
     out = {"spec": spec, "name": name, "t": t, "keys": over, "build_s": build_s,
            "rejected": len(rejected), "anomalous_planned": anomalous_planned,
@@ -183,9 +205,9 @@ def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, r
             cls = row["test"]
             sc = read_scores(task_scores_file(root / f"{det}-{name}", cls))
             if cls not in labels_of:
-                labels_of[cls] = {r.name: np.asarray(r.load().labels, np.uint8) for r in ds.samples(cls, "test")}
-            labels = [labels_of[cls][n] for n in sc["names"]]
-            maps = [np.asarray(m, np.float64) for m in sc["maps"]]
+                labels_of[cls] = {(r.defect, r.name): truth(r.load()) for r in ds.samples(cls, "test")}
+            labels = [labels_of[cls][d, n] for d, n in zip(sc["defects"], sc["names"])]  # MVTec names repeat per type
+            maps = [np.asarray(m, np.float64).ravel() for m in sc["maps"]]
             scores = np.asarray(sc["scores"], np.float64)
             y = np.array([int(lab.any()) for lab in labels])
             f = class_figures(y, scores, labels, maps, rng)
@@ -228,13 +250,13 @@ def print_tables(results: list[dict], keyed: list[dict], table3: bool) -> None:
               f"{r['build_s']:.0f} / {r['btf']['run_s']:.0f} / {r['nearest']['run_s']:.0f} |")
     for det in DETECTORS:
         print(f"\n{det}: I-AUROC / point AUROC per defect type (normal test samples + that type, per class, mean)")
-        print("| defect | " + " | ".join(short_name(r["name"]) for r in results) + " |")
-        print("|---" * (len(results) + 1) + "|")
+        print("| defect | " + " | ".join(short_name(r["name"]) for r in rows) + " |")
+        print("|---" * (len(rows) + 1) + "|")
         for d in DEFECTS:
             cells = [f"{r[det]['per_defect'][d][0]:.3f} / {r[det]['per_defect'][d][1]:.3f}"
-                     if d in r[det]["per_defect"] else "-" for r in results]
+                     if d in r[det]["per_defect"] else "-" for r in rows]
             print(f"| {d} | " + " | ".join(cells) + " |")
-        print("| **all** | " + " | ".join(f"{r[det]['mean'][0]:.3f} / {r[det]['mean'][1]:.3f}" for r in results) + " |")
+        print("| **all** | " + " | ".join(f"{r[det]['mean'][0]:.3f} / {r[det]['mean'][1]:.3f}" for r in rows) + " |")
     print("\nDefective samples not written (ratio outside 1-10 %), per type")
     print("| row | " + " | ".join(DEFECTS) + " |")
     print("|---" * (len(DEFECTS) + 1) + "|")
@@ -310,19 +332,24 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", default=None, help="folder for the builds and runs (default: a temp folder)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reuse", action="store_true", help="read back the rows --keep already holds instead of remaking them")
+    ap.add_argument("--render", default=None, metavar="CLASSES",
+                    help="rows of render-mvtec3d instead (these classes, 20 good + 30 defective test scans each)")
+    ap.add_argument("--size", type=int, default=128, help="render-mvtec3d image size with --render")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.keep or tmp)
-        print(f"classes {a.classes}, {a.test_per_class} test samples per class, load average "
+        print(f"classes {a.render or a.classes}, {a.test_per_class} test samples per class, load average "
               f"{open('/proc/loadavg').read().split()[0]} at start, {os.cpu_count()} CPUs", flush=True)
         results, keyed = [], []
         for spec in [s for s in a.rows.split(",") if s]:
-            results.append(evaluate_row(spec, a.classes, a.test_per_class, root, a.workers, a.reuse))
+            results.append(evaluate_row(spec, a.render or a.classes, a.test_per_class, root, a.workers, a.reuse,
+                                        a.size if a.render else 0))
             r = results[-1]
             print(f"  {r['name']}: BTF {r['btf']['mean'][0]:.3f}, nearest {r['nearest']['mean'][0]:.3f}",
                   file=sys.stderr, flush=True)
         for spec in key_rows(a.keys, a.key_level) if a.keys else []:
-            keyed.append(evaluate_row(spec, a.classes, a.test_per_class, root, a.workers, a.reuse))
+            keyed.append(evaluate_row(spec, a.render or a.classes, a.test_per_class, root, a.workers, a.reuse,
+                                      a.size if a.render else 0))
             r = keyed[-1]
             print(f"  {r['name']}: BTF {r['btf']['mean'][0]:.3f}, nearest {r['nearest']['mean'][0]:.3f}",
                   file=sys.stderr, flush=True)
