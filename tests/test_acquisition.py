@@ -100,6 +100,19 @@ def test_each_other_key_alone_changes_only_itself_and_is_recorded(tmp_path, key,
             assert 0.01 <= s["anomaly_ratio"] <= 0.10
 
 
+def test_noise_alone_moves_points_off_the_surface_and_keeps_every_label(tmp_path):
+    plain = build_dataset(tmp_path / "plain", recipe(), **TINY).out
+    noisy = build_dataset(tmp_path / "noisy", recipe(noise=1.0), **TINY).out
+    a, b = samples_by_name(plain), samples_by_name(noisy)
+    for s in manifest(noisy)["samples"]:
+        sigma = s["acquisition"]["noise_std"]
+        assert sigma == pytest.approx(0.003, rel=1e-3)           # 1 tau of a unit-diagonal part
+        x, y = a[s["cls"], s["name"]], b[s["cls"], s["name"]]
+        assert np.array_equal(x.labels, y.labels)                # labels are the surface point's
+        off = np.linalg.norm(y.points.astype(np.float64) - x.points, axis=1)
+        assert off.max() <= 3 * sigma * 1.001 and np.sqrt(np.mean(off ** 2)) == pytest.approx(sigma, rel=0.1)
+
+
 def test_easy_applies_nothing_and_the_level_turns_keys_on_unless_the_recipe_sets_them():
     assert acquisition(recipe()) == Acquisition() and not Acquisition().applied()
     paper = acquisition(recipe(difficulty="paper"))

@@ -235,15 +235,18 @@ def _scan(settings: Settings, surface, n: int, rng, scan_rng, whole: bool, label
     raise RuntimeError(f"the scan keeps fewer than {n} of {POOL[-1] * n} surface points")
 
 
-def _measure(settings: Settings, pts: np.ndarray, faces: np.ndarray, surface, seed: list[int], record: dict):
-    """Noise along the normals, then the pose, of labelled points (float32 out); both go in `record`."""
+def _measure(settings: Settings, pts: np.ndarray, faces: np.ndarray, surface, part, seed: list[int], record: dict):
+    """Noise along the normals of `surface` (the points' own mesh), then the pose, of labelled points
+    (float32 out); both go in `record`. Lengths are fractions of the diagonal of `part`, the sample's
+    pre-defect part, as tau is."""
     acq = settings.acquisition
+    size = g.diagonal(part)
     if acq.noise > 0:
-        sigma = float(acquire.rounded(acq.noise * settings.tau * g.diagonal(surface)))
+        sigma = float(acquire.rounded(acq.noise * settings.tau * size))
         pts = acquire.normal_noise(pts, surface.face_normals[faces], sigma, np.random.default_rng(seed + [NOISE_STREAM]))
         record["noise_std"] = sigma
     if acq.pose != "none" or acq.shift:
-        rot, shift = acquire.draw_pose(acq.pose, acq.shift, g.diagonal(surface), np.random.default_rng(seed + [POSE_STREAM]))
+        rot, shift = acquire.draw_pose(acq.pose, acq.shift, size, np.random.default_rng(seed + [POSE_STREAM]))
         pts = acquire.apply_pose(pts, rot, shift)
         record["pose"] = {"rotation": rot.tolist(), "translation": shift.tolist()}
     return np.asarray(pts, np.float32)
@@ -285,7 +288,7 @@ def make_sample(settings: Settings, job: Job):
             rec.seconds = time.perf_counter() - t0
             return None, rec, None
     acq.update(scan)
-    pts = _measure(settings, pts, faces, out_mesh, seed, acq)  # after the labels: noise and pose change none
+    pts = _measure(settings, pts, faces, out_mesh, mesh, seed, acq)  # after the labels: noise and pose change none
     rec.acquisition = acq
     rec.seconds = time.perf_counter() - t0
     sample = PointSample(points=pts, labels=lab, cls=job.cls, split=job.split, defect=job.defect, name=job.name)

@@ -50,11 +50,15 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     Writes pcd/<class>/{train,test,GT} (or, with --layout real3d-ad, <class>/{train,test,gt}),
     obj/<class>/ and manifest.json into --out; check the result with `anomalygen validate`.
     A --source mesh that cannot be used (NaN vertices, not closable, far too thin) is
-    skipped with its reason in the manifest.
+    skipped with its reason in the manifest. `--set difficulty=paper` makes defects harder to
+    see and turns on the acquisition keys (pose, part variation, noise); each key also works
+    alone, e.g. `--set pose=any`, and the manifest records what each sample got.
 
     \b
     Examples:
       anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet
+      anomalygen build-shapenet --classes 40 --set difficulty=paper --out out/asn-paper
+      anomalygen build-shapenet --classes 2 --set pose=any --out out/posed
       anomalygen build-shapenet --classes bowl0,vase1 --defects hole,crack --out out/small
       anomalygen build-shapenet --classes 2 --layout real3d-ad --out out/real3d-style
       anomalygen build-shapenet --source ~/ShapeNetCore.v2 --classes 10 --out out/sn
