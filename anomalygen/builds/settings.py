@@ -23,6 +23,7 @@ from anomalygen.recipes import get_key, load_recipe, require
 from anomalygen.render.sample import RenderConfig
 from anomalygen.render.scene import mesh_defects
 from anomalygen.scans import BackgroundConfig
+from anomalygen.shapes.repair import RepairSettings
 
 # the acquisition keys of a recipe's top level (null: what the `difficulty` level sets), with their ranges
 ACQUISITION_KEYS = {"pose": None, "pose_shift": (0.0, 1.0), "variation": (0.0, 100.0), "views": (0, 64),
@@ -49,7 +50,12 @@ class Settings:
     binary: bool
     write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
     layout: str = asn.LAYOUT  # 'anomaly-shapenet' | 'real3d-ad' (anomalygen.builds.point_layouts)
+    max_repair_tau: float = 1.0  # a source mesh whose repair moved it farther (in tau) is refused
     acquisition: Acquisition = field(default_factory=Acquisition)
+
+    def repair(self) -> RepairSettings:
+        """How source meshes are repaired and when a repair is refused (anomalygen.shapes.repair)."""
+        return RepairSettings(voxel_pitch=self.voxel_pitch, max_tau=self.max_repair_tau, tau=self.tau)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ def shapenet_settings(recipe: dict, *, seed=None, engine=None, source=None, layo
         accept_factor=float(require(recipe, "labels.accept_factor", (int, float), 1)),
         max_edge=float(require(recipe, "shapes.max_edge", (int, float), 1e-4, 1)),
         voxel_pitch=float(require(recipe, "shapes.voxel_pitch", (int, float), 1e-4, 1)),
+        max_repair_tau=float(require(recipe, "shapes.max_repair_tau", (int, float), 0)),
         defect_params={k: scale_defect(k, dict(v), level, tau) for k, v in sections.items()},
         engine=str(require(recipe, "engine", str) if engine is None else engine),
         source=None if source is None else str(source),

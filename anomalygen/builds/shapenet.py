@@ -25,6 +25,7 @@ from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
 from anomalygen.io.atomic import all_or_nothing, clean_temp
 from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
+from anomalygen.limits import class_list
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen import geometry as g
@@ -34,7 +35,7 @@ from anomalygen.builds.engines import get_engine
 from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
 from anomalygen.builds.settings import Settings, ShapenetBuild, shapenet_build
 from anomalygen.mesh import acquire
-from anomalygen.mesh.labels import label_points
+from anomalygen.mesh.labels import beyond_share, label_parts
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS, REMOVAL
@@ -76,16 +77,19 @@ class Record:
     points: int
     anomaly_ratio: float
     target_ratio: float | None = None
-    attempts: int = 0
+    attempts: int = 0     # defect draws and resizes tried
     params: dict = field(default_factory=dict)
     rejected: str = ""    # why no files were written for this sample (its ratio missed the recipe range)
     seconds: float = 0.0  # in memory only: never in a record file or the manifest (timing differs run to run)
+    beyond_tau_share: float | None = None  # share of the labelled points farther than tau from the original surface
     acquisition: dict = field(default_factory=dict)  # what anomalygen.mesh.acquire applied (ACQUISITION_RULE)
 
     def stored(self) -> dict:
-        """What the record file and the manifest hold: no timing, `rejected` and `acquisition` only when set."""
+        """What the record file and the manifest hold: no timing, `rejected`, `beyond_tau_share` and
+        `acquisition` only when set."""
         return {k: v for k, v in asdict(self).items()
-                if k != "seconds" and (k not in ("rejected", "acquisition") or v)}
+                if k != "seconds" and (k not in ("rejected", "acquisition") or v)
+                and (k != "beyond_tau_share" or v is not None)}
 
 
 # ------------------------------------------------------------------ planning
@@ -139,9 +143,9 @@ _CACHE: dict = {}
 
 
 def _source(settings: Settings):
-    key = ("source", settings.source, settings.voxel_pitch)
+    key = ("source", settings.source, settings.repair())
     if key not in _CACHE:
-        _CACHE[key] = open_source(settings.source, settings.voxel_pitch)
+        _CACHE[key] = open_source(settings.source, settings.repair())
     return _CACHE[key]
 
 
@@ -159,7 +163,9 @@ def class_mesh(settings: Settings, cls: str):
 
 
 def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: int):
-    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits."""
+    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits and enough of
+    the labelled points lie beyond tau (`min_share_beyond_tau` of the defect's section: a cut on a
+    part thinner than the defect can show, labelled by its rim alone, is redrawn elsewhere)."""
     key = ("engine", settings.engine)
     if key not in _CACHE:
         _CACHE[key] = get_engine(settings.engine)
@@ -168,10 +174,12 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
     tau, rim = settings.tau * D, settings.rim_distance * D
     lo, hi = settings.ratio
     base = {**settings.defect_params.get(job.defect, {}), "tau": settings.tau, "rim_distance": settings.rim_distance}
-    scale, target, best, errors, draw, resized, last_r = 1.0, None, None, [], 0, 0, 0.0
+    need = float(base.pop("min_share_beyond_tau", 0.0))
+    scale, target, best, errors, draw, resized, last_r, tried = 1.0, None, None, [], 0, 0, 0.0, 0
     for attempt in range(settings.max_retries + 1):
+        tried = attempt + 1
         # the same draw (place, shape) is resized until it fits; a new draw only when the
-        # operator fails or resizing stalls, so the ratio responds smoothly to the scale
+        # operator fails, resizing stalls or the place is too thin, so the ratio responds smoothly to the scale
         params = dict(base, size_scale=scale)
         if target is not None:
             params["target_ratio"] = target
@@ -184,27 +192,28 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
         if target is None:
             target = float(res.params.get("target_ratio", np.sqrt(lo * hi)))
         rng = np.random.default_rng(seed + [draw, resized, 1])
-        pts, lab, faces, scan = _scan(settings, res.mesh, n, rng, np.random.default_rng(seed + [draw, resized, 2]),
-                                      whole=False, label=lambda p, res=res: label_points(p, mesh, res, tau, rim))
-        r = float(lab.mean())
+        pts, lab, beyond, faces, scan = _scan(
+            settings, res.mesh, n, rng, np.random.default_rng(seed + [draw, resized, 2]), whole=False,
+            label=lambda p, res=res: label_parts(p, mesh, res, tau, rim))
+        r, share = float(lab.mean()), beyond_share(lab, beyond)
         miss = abs(np.log(max(r, 1e-6) / target))
-        inside = lo <= r <= hi
-        if best is None or (inside, -miss) > (best[0], -best[1]):
-            best = (inside, miss, res, pts, lab, r, attempt + 1, faces, scan)
-        if inside and miss <= np.log(settings.accept_factor):
+        inside, deep = lo <= r <= hi, share >= need
+        if best is None or (inside and deep, inside, -miss) > (best[0] and best[1], best[0], -best[2]):
+            best = (inside, deep, miss, res, pts, lab, r, share, faces, scan)
+        if inside and deep and miss <= np.log(settings.accept_factor):
             break
         step = (target / max(r, target / 8)) ** (1.0 / RETRY_EXPONENT.get(job.defect, 1.5))
         stalled = resized > 0 and abs(np.log(max(r, 1e-6) / max(last_r, 1e-6))) < 0.1  # size capped
         last_r = r
         resized += 1
-        if resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
+        if not deep or resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
             draw, scale, resized = draw + 1, 1.0, 0
         else:
             scale *= step
     if best is None:
         raise RuntimeError(f"{job.cls}/{job.name}: every attempt failed ({'; '.join(errors[-3:])})")
-    _, _, res, pts, lab, r, attempts, faces, scan = best
-    return res, pts, lab, target, attempts, faces, scan
+    _, _, _, res, pts, lab, r, share, faces, scan = best
+    return res, pts, lab, target, tried, share, need, faces, scan
 
 
 # a sample's acquisition draws come from Generators of their own (sample seed + one of these), so
@@ -214,24 +223,31 @@ POOL = (4, 8, 16, 32)  # pool sizes a scan draws from, in multiples of the sampl
 
 
 def _scan(settings: Settings, surface, n: int, rng, scan_rng, whole: bool, label=None):
-    """(float32 points, labels, face ids, scan record) of n points of `surface` as the scan sees them.
-    Without views and density: n uniform points (what every build without those keys draws). With them:
-    a uniform pool, labelled by `label`, of which acquire.scan_choice keeps n (the pool grows until it
-    can); `whole` (train templates) ignores the views."""
+    """(float32 points, labels, beyond-tau flags, face ids, scan record) of n points of `surface` as the
+    scan sees them. `label(points)` gives (labels, beyond) (anomalygen.mesh.labels.label_parts); without
+    it every point is normal. Without views and density: n uniform points (what every build without those
+    keys draws). With them: a uniform pool, labelled, of which acquire.scan_choice keeps n (the pool grows
+    until it can); `whole` (train templates) ignores the views."""
     acq = settings.acquisition
+
+    def labelled(pts):
+        if label is None:
+            return np.zeros(len(pts), np.uint8), np.zeros(len(pts), bool)
+        return label(pts)
+
     if not acq.pooled or (whole and not acq.density):
         pts, faces = sample_surface(surface, n, rng)
         pts = pts.astype(np.float32)
-        return pts, (np.zeros(n, np.uint8) if label is None else label(pts)), faces, {}
+        return (pts, *labelled(pts), faces, {})
     for factor in POOL:
         pool, faces = sample_surface(surface, factor * n, rng)
         pool = pool.astype(np.float32)
-        lab = np.zeros(len(pool), np.uint8) if label is None else label(pool)
+        lab, beyond = labelled(pool)
         hit = lab > 0
         aim = acquire.aim_of(pool[hit], surface.face_normals[faces[hit]]) if hit.any() else None
         keep, scan = acquire.scan_choice(surface, pool, faces, n, acq, scan_rng, aim, whole)
         if keep is not None:
-            return pool[keep], lab[keep], faces[keep], scan
+            return pool[keep], lab[keep], beyond[keep], faces[keep], scan
     raise RuntimeError(f"the scan keeps fewer than {n} of {POOL[-1] * n} surface points")
 
 
@@ -272,19 +288,26 @@ def make_sample(settings: Settings, job: Job):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(settings.points[0], settings.points[1] + 1))
     if job.defect == GOOD:
-        pts, lab, faces, scan = _scan(settings, mesh, n, rng, np.random.default_rng(seed + [SCAN_STREAM]),
+        pts, lab, _, faces, scan = _scan(settings, mesh, n, rng, np.random.default_rng(seed + [SCAN_STREAM]),
                                       whole=job.split == "train")
         rec = Record(job.cls, job.split, job.name, GOOD, seed, n, 0.0)
         out_mesh = mesh
     else:
-        res, pts, lab, target, attempts, faces, scan = _anomalous_sample(settings, mesh, job, seed, n)
+        res, pts, lab, target, attempts, share, need, faces, scan = _anomalous_sample(settings, mesh, job, seed, n)
         params = {k: _jsonable(v) for k, v in sorted(res.params.items()) if k not in ("tau", "rim_distance")}
-        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params)
+        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params,
+                     beyond_tau_share=float(f"{share:.4g}"))
         out_mesh = res.mesh
         lo, hi = settings.ratio
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if not lo <= rec.anomaly_ratio <= hi:  # never write a sample whose labels miss the recipe's bounds
-            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {attempts} "
-                            "attempts (object too small or thin for this defect's sizes?)")
+            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {tries} "
+                            "(object too small or thin for this defect's sizes?)")
+        elif share < need:  # nor one whose defect is only its rim: a cut the part is too thin to show
+            rec.rejected = (f"only {share:.0%} of its labelled points lie beyond tau (defects.{job.defect}."
+                            f"min_share_beyond_tau: {need:g}) after {tries}: the part is thinner than this defect "
+                            "can show wherever it was drawn")
+        if rec.rejected:
             rec.seconds = time.perf_counter() - t0
             return None, rec, None
     acq.update(scan)
@@ -439,7 +462,7 @@ def resolve_classes(classes, available: list[str], default) -> list[str]:
         if not 1 <= n <= len(available):
             raise AnomalygenError(f"--classes {n}: choose 1..{len(available)} (the source has {len(available)} classes)")
         return available[:n]
-    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip()]
+    names = class_list(classes) or []
     bad = [c for c in names if c not in available]
     if bad:
         raise AnomalygenError(f"unknown class(es) {', '.join(bad)}; available: {', '.join(available)}")
@@ -477,8 +500,12 @@ def build_dataset(out, recipe: dict | ShapenetBuild, *, classes=None, source=Non
         train_per_class=train_per_class, test_per_class=test_per_class)
     settings, defects, train, test = build.settings, list(build.defects), build.train, build.test
     get_engine(settings.engine)  # fail fast with the engine's own message
-    src = open_source(settings.source, settings.voxel_pitch)
+    src = open_source(settings.source, settings.repair())
     names = resolve_classes(classes, src.classes(), build.classes)
+    if settings.source:
+        # the checks repair meshes with booleans in this process: manifold3d's thread pool must not start
+        # here with threads of its own, or the worker processes forked below inherit its locks and hang
+        g.one_boolean_thread()
     rejected_classes = check_source_meshes(settings, names) if settings.source else {}
     names = [c for c in names if c not in rejected_classes]
     jobs = Plan(tuple(names), settings.seed, train, test, build.normal_fraction, tuple(defects), settings.layout)

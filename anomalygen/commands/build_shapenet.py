@@ -49,10 +49,11 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     With --scheduler the samples run on a Dask cluster (README: three commands).
     Writes pcd/<class>/{train,test,GT} (or, with --layout real3d-ad, <class>/{train,test,gt}),
     obj/<class>/ and manifest.json into --out; check the result with `anomalygen validate`.
-    A --source mesh that cannot be used (NaN vertices, not closable, far too thin) is
-    skipped with its reason in the manifest. `--set difficulty=paper` makes defects harder to
-    see and turns on the acquisition keys (pose, part variation, noise); each key also works
-    alone, e.g. `--set pose=any`, and the manifest records what each sample got.
+    A --source mesh that cannot be used (NaN vertices, not closable, far too thin, or
+    moved by its repair farther than shapes.max_repair_tau) is skipped with its reason
+    in the manifest. `--set difficulty=paper` makes defects harder to see and turns on the
+    acquisition keys (pose, part variation, noise); each key also works alone, e.g.
+    `--set pose=any`, and the manifest records what each sample got.
 
     \b
     Examples:

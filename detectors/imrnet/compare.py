@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from anomalygen.detectors.common.points import chamfer_distance, gather, knn
+from anomalygen.detectors.common.points import chamfer_distance, float32, gather, knn
 
 
 def cover_masks(groups: int, iterations: int, mask_ratio: float, generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -36,10 +36,11 @@ def iterative_reconstruction(network, centres: torch.Tensor, patches: torch.Tens
     for mask in masks:
         idx = mask.to(patches.device).unsqueeze(0).expand(b, -1)
         pred = network(centres, out, idx)
-        out = out.scatter(1, idx.view(b, -1, 1, 1).expand(-1, -1, k, 3), pred)
+        out = out.scatter(1, idx.view(b, -1, 1, 1).expand(-1, -1, k, 3), pred.to(out.dtype))  # bf16 under autocast
     return out
 
 
+@float32
 def point_scores(centres: torch.Tensor, inputs: torch.Tensor, outputs: torch.Tensor, k: int) -> torch.Tensor:
     """(B,G) Chamfer-L2 between the k nearest input points and the k nearest output points of each centre
     (Eqs. 13-15). inputs (B,N,3), outputs (B,M,3) absolute clouds."""
@@ -50,6 +51,7 @@ def point_scores(centres: torch.Tensor, inputs: torch.Tensor, outputs: torch.Ten
     return chamfer_distance(pi.reshape(b * g, k, 3), po.reshape(b * g, k, 3), "l2").view(b, g)
 
 
+@float32
 def regularize(features: torch.Tensor, template: torch.Tensor, threshold: float) -> torch.Tensor:
     """Eq. 19: every feature (B,G,D) farther than `threshold` from its nearest template feature (T,D) is
     replaced by that template feature."""
@@ -60,6 +62,7 @@ def regularize(features: torch.Tensor, template: torch.Tensor, threshold: float)
     return torch.where(far, nearest, features)
 
 
+@float32
 def feature_scores(f_in: torch.Tensor, f_out: torch.Tensor, template: torch.Tensor | None = None,
                    threshold: float | None = None) -> torch.Tensor:
     """(B,G) distance between input and (regularized) reconstruction features (Eq. 18)."""

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from anomalygen.errors import AnomalygenError, RecipeError
-from anomalygen.io import atomic_path
+from anomalygen.detectors.stored import load_torch, save_torch
 from anomalygen.detectors.common.points import knn
 from anomalygen.detectors.common.spread import spread_to_points
 from anomalygen.detectors.imrnet.compare import cover_masks, feature_scores, iterative_reconstruction, point_scores
@@ -207,14 +207,12 @@ class IMRNetDetector(NeuralDetector):
     # -- save / load --------------------------------------------------------------------
     def _save_state(self, directory: Path) -> dict:
         state = super()._save_state(directory)
-        with atomic_path(directory / TEMPLATE_FILE) as tmp:
-            torch.save(self.template, tmp)
+        save_torch(self.template, directory / TEMPLATE_FILE)
         return {**state, "template": TEMPLATE_FILE}
 
     def _load_state(self, directory: Path, state: dict) -> None:
         super()._load_state(directory, state)
-        self.template = torch.load(directory / state.get("template", TEMPLATE_FILE), map_location="cpu",
-                                   weights_only=True)
+        self.template = load_torch(directory / state.get("template", TEMPLATE_FILE), "template file")
 
 
 def load_pretrained(network: torch.nn.Module, directory: str | Path) -> None:
@@ -223,7 +221,7 @@ def load_pretrained(network: torch.nn.Module, directory: str | Path) -> None:
     if not path.is_file():
         raise AnomalygenError(f"imrnet.pretrained = {directory}: no {PRETRAINED_WEIGHTS} there "
                               f"(write one with `anomalygen pretrain-detector --detector imrnet`)")
-    weights = torch.load(path, map_location="cpu", weights_only=True)
+    weights = load_torch(path, "pretrained weights file")
     try:
         network.load_state_dict(weights)
     except RuntimeError as exc:
