@@ -4,6 +4,7 @@ its acquisition keys, per defect type, with bootstrap intervals.
     python benchmarks/difficulty.py [--rows easy,paper,hard] [--keys pose=any,variation=3,views=2,density=2,noise=0.5]
                                     [--key-level paper] [--classes 40] [--test-per-class 36] [--table3]
                                     [--png benchmarks/difficulty.png] [--keep DIR [--reuse]] [--workers 2]
+                                    [--group 8 [--finished-only]]
     python benchmarks/difficulty.py --render bagel,cookie,dowel,potato --size 128 --rows easy,paper --png ''
 
 A row is a level (`easy`, `paper`, `hard` or a number t), optionally with recipe keys added after a `+`
@@ -16,7 +17,7 @@ the test split. Printed (markdown):
 * per row and detector: I-AUROC and point AUROC, the mean over classes with a 95 % bootstrap interval
   (test samples resampled within each class, then the mean over classes: 1,000 draws for I-AUROC, 200
   for point AUROC on a fixed 2,000-point subsample of each test cloud), and the defective samples the
-  build did not write because their ratio missed 1-10 % (`rejected_samples` of the manifest);
+  build did not write (ratio outside 1-10 %, or too few labelled points beyond tau: `rejected_samples`);
 * per defect type (normal test samples plus that type's, per class, then the mean): BTF and nearest;
 * the key rows: BTF and nearest I-AUROC with the key on, and the change against the base row;
 * with `--table3`: per class, BTF's I-AUROC beside the BTF-FPFH figure of Anomaly-ShapeNet's Table 3.
@@ -26,6 +27,10 @@ With `--render CLASSES` the rows are `render-mvtec3d` builds (MVTec 3D-AD layout
 
 Builds and runs go to `--keep` (a temp folder without it); `--reuse` reads back a row whose build and
 both runs are there, so one row can be made per invocation and all read back together at the end.
+`--group 8` builds and runs the classes 8 at a time (group i in `--keep`/group-<i>, every 5th class of
+the 40 in group 0, ...), so a long row yields figures for the groups it finished: `--reuse
+--finished-only` pools the groups `--keep` holds (bootstrap draws of each class, then the mean over all
+pooled classes) and makes none.
 """
 
 from __future__ import annotations
@@ -183,9 +188,10 @@ def truth(sample) -> np.ndarray:
     return np.asarray(sample.labels if mask is None else mask.ravel() > 0, np.uint8)
 
 
-def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool,
-                 render_size: int = 0) -> dict:
-    """Build one row, run both detectors, and gather every figure the tables print."""
+def _evaluate_part(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool,
+                   render_size: int = 0) -> dict:
+    """One row on one group of classes (its own build and runs in `root`): the raw figures that
+    `evaluate_row` pools over the groups (per class, bootstrap draws, per defect type)."""
     t, over, name = parse_row(spec)
     data, build_s = build_row(spec, classes, test, root, workers, reuse, render_size)
     manifest = json.loads((data / "manifest.json").read_text())
@@ -193,8 +199,7 @@ def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, r
     anomalous_planned = (manifest["counts"]["anomalous"] if "counts" in manifest else
                          sum(r["defect"] != GOOD for r in manifest["samples"])) + len(rejected)
     ds = open_dataset(data)
-    out = {"spec": spec, "name": name, "t": t, "keys": over, "build_s": build_s,
-           "rejected": len(rejected), "anomalous_planned": anomalous_planned,
+    out = {"build_s": build_s, "rejected": len(rejected), "anomalous_planned": anomalous_planned,
            "rejected_by_type": {d: sum(r["defect"] == d for r in rejected) for d in DEFECTS}}
     labels_of = {}
     for det in DETECTORS:
@@ -222,10 +227,59 @@ def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, r
                     per_type[d].append((fast_auroc(ys, scores[sel]),
                                         fast_auroc(np.concatenate([labels[k] for k in sel]),
                                                    np.concatenate([maps[k] for k in sel]))))
+        out[det] = {"per_class": per_class, "run_s": run_s, "i_draws": i_draws, "p_draws": p_draws,
+                    "per_type": per_type}
+    return out
+
+
+def class_groups(classes: str, size: int) -> list[str]:
+    """`classes` ('a,b' or N: the first N of the 40) in groups of about `size` (0: one group), each
+    'a,b,...'; a group takes every k-th class, so the groups that finish first span the categories."""
+    if classes.strip().isdigit():
+        from anomalygen.shapes.sources import open_source
+
+        names = open_source(None).classes()[:int(classes)]
+    else:
+        names = [c.strip() for c in classes.split(",") if c.strip()]
+    k = -(-len(names) // size) if size else 1
+    return [",".join(names[i::k]) for i in range(k)]
+
+
+def group_done(spec: str, root: Path) -> bool:
+    """Whether `root` holds this row's build and both detectors' finished runs."""
+    name = parse_row(spec)[2]
+    return (root / f"data-{name}" / "manifest.json").is_file() and all(
+        (root / f"{det}-{name}" / "metrics.json").is_file() for det in DETECTORS)
+
+
+def evaluate_row(spec: str, classes: str, test: int, root: Path, workers: int, reuse: bool,
+                 render_size: int = 0, group: int = 0, finished_only: bool = False) -> dict:
+    """Build one row, run both detectors, and gather every figure the tables print. With `group`, the
+    classes are built and run `group` at a time (each group in root/group-<i>, so a long row yields
+    figures for the groups it finished); `finished_only` counts only the groups root already holds."""
+    t, over, name = parse_row(spec)
+    groups = class_groups(classes, group) if group else [classes]
+    parts = []
+    for i, cls in enumerate(groups):
+        where = root / f"group-{i}" if group else root
+        if finished_only and not group_done(spec, where):
+            continue
+        parts.append(_evaluate_part(spec, cls, test, where, workers, reuse, render_size))
+    if not parts:
+        raise SystemExit(f"row {spec}: no finished group of classes in {root}")
+    out = {"spec": spec, "name": name, "t": t, "keys": over,
+           "build_s": sum(p["build_s"] for p in parts),
+           "rejected": sum(p["rejected"] for p in parts),
+           "anomalous_planned": sum(p["anomalous_planned"] for p in parts),
+           "rejected_by_type": {d: sum(p["rejected_by_type"][d] for p in parts) for d in DEFECTS}}
+    for det in DETECTORS:
+        per_class = {c: v for p in parts for c, v in p[det]["per_class"].items()}
+        per_type = {d: [v for p in parts for v in p[det]["per_type"][d]] for d in DEFECTS}
         out[det] = {
-            "per_class": per_class, "run_s": run_s,
+            "per_class": per_class, "run_s": sum(p[det]["run_s"] for p in parts),
             "mean": tuple(float(np.mean([v[i] for v in per_class.values()])) for i in (0, 1)),
-            "i_ci": interval(i_draws), "p_ci": interval(p_draws),
+            "i_ci": interval([d for p in parts for d in p[det]["i_draws"]]),
+            "p_ci": interval([d for p in parts for d in p[det]["p_draws"]]),
             "per_defect": {d: tuple(float(np.mean([v[i] for v in vs])) for i in (0, 1)) for d, vs in per_type.items() if vs},
         }
     return out
@@ -241,7 +295,7 @@ def _ci(r: dict, det: str, which: int) -> str:
 def print_tables(results: list[dict], keyed: list[dict], table3: bool) -> None:
     rows = results + keyed
     print("Means over classes, 95 % bootstrap intervals (test samples resampled within each class)")
-    print("| row | BTF I-AUROC | BTF point AUROC | nearest I-AUROC | nearest point AUROC | not written (ratio) | "
+    print("| row | BTF I-AUROC | BTF point AUROC | nearest I-AUROC | nearest point AUROC | not written (ratio or depth) | "
           "build s / BTF s / nearest s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -257,7 +311,7 @@ def print_tables(results: list[dict], keyed: list[dict], table3: bool) -> None:
                      if d in r[det]["per_defect"] else "-" for r in rows]
             print(f"| {d} | " + " | ".join(cells) + " |")
         print("| **all** | " + " | ".join(f"{r[det]['mean'][0]:.3f} / {r[det]['mean'][1]:.3f}" for r in rows) + " |")
-    print("\nDefective samples not written (ratio outside 1-10 %), per type")
+    print("\nDefective samples not written (ratio outside 1-10 %, or too few labelled points beyond tau), per type")
     print("| row | " + " | ".join(DEFECTS) + " |")
     print("|---" * (len(DEFECTS) + 1) + "|")
     for r in rows:
@@ -335,6 +389,10 @@ def main(argv=None) -> int:
     ap.add_argument("--render", default=None, metavar="CLASSES",
                     help="rows of render-mvtec3d instead (these classes, 20 good + 30 defective test scans each)")
     ap.add_argument("--size", type=int, default=128, help="render-mvtec3d image size with --render")
+    ap.add_argument("--group", type=int, default=0,
+                    help="build and run the classes this many at a time (each group in --keep/group-<i>)")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="with --reuse and --group: count only the groups --keep holds finished, make none")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.keep or tmp)
@@ -343,13 +401,13 @@ def main(argv=None) -> int:
         results, keyed = [], []
         for spec in [s for s in a.rows.split(",") if s]:
             results.append(evaluate_row(spec, a.render or a.classes, a.test_per_class, root, a.workers, a.reuse,
-                                        a.size if a.render else 0))
+                                        a.size if a.render else 0, a.group, a.finished_only))
             r = results[-1]
-            print(f"  {r['name']}: BTF {r['btf']['mean'][0]:.3f}, nearest {r['nearest']['mean'][0]:.3f}",
+            print(f"  {r['name']} ({len(r['btf']['per_class'])} classes): BTF {r['btf']['mean'][0]:.3f}, nearest {r['nearest']['mean'][0]:.3f}",
                   file=sys.stderr, flush=True)
         for spec in key_rows(a.keys, a.key_level) if a.keys else []:
             keyed.append(evaluate_row(spec, a.render or a.classes, a.test_per_class, root, a.workers, a.reuse,
-                                      a.size if a.render else 0))
+                                      a.size if a.render else 0, a.group, a.finished_only))
             r = keyed[-1]
             print(f"  {r['name']}: BTF {r['btf']['mean'][0]:.3f}, nearest {r['nearest']['mean'][0]:.3f}",
                   file=sys.stderr, flush=True)
