@@ -22,6 +22,7 @@ from anomalygen.errors import AnomalygenError
 from anomalygen.io import open_dataset
 from anomalygen.mesh import DEFECTS, REMOVAL
 from anomalygen.mesh.acquire import Acquisition, scan_choice, vary_part
+from anomalygen.mesh.sampling import sample_surface
 from anomalygen.recipes import load_recipe
 from anomalygen.render.sample import render_sample
 
@@ -129,6 +130,25 @@ def test_bad_acquisition_values_are_one_line_and_exit_2(tmp_path):
     res = CliRunner().invoke(cli, ["build-shapenet", "--classes", "1", "--set", "pose=sideways", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "pose" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x" / "manifest.json").exists()
+
+
+def test_easy_draws_each_sample_as_a_build_without_the_keys_did(tmp_path):
+    """Keys off (easy): no acquisition draw enters a sample. Each normal sample's points are the uniform
+    surface draw of the class mesh by the sample seed's own Generator right after its point count (what
+    build-shapenet drew before the keys existed), recomputed here; no sample or manifest records an
+    acquisition. (Compared with the same machine's draw, so no byte is pinned.)"""
+    settings = shapenet_settings(recipe())
+    out = build_dataset(tmp_path / "easy", recipe(), **TINY).out
+    m, data = manifest(out), samples_by_name(out)
+    assert "acquisition" not in m and not any("acquisition" in s for s in m["samples"])
+    mesh = class_mesh(settings, "eraser0")[0]
+    goods = [s for s in m["samples"] if s["defect"] == "good"]
+    assert {s["split"] for s in goods} == {"train", "test"}
+    for s in goods:
+        rng = np.random.default_rng(s["seed"])
+        n = int(rng.integers(settings.points[0], settings.points[1] + 1))
+        pts = sample_surface(mesh, n, rng)[0].astype(np.float32)
+        assert np.array_equal(data[s["cls"], s["name"]].points, pts), s["name"]
 
 
 # ------------------------------------------------------------------ the pure functions
