@@ -40,7 +40,8 @@ UNIT = ("num", 0.0, 1.0)
 POSITIVE_UNIT = ("num", 0.0, 1.0, "above")  # "above": the lower bound itself is not allowed
 
 # recipe kind -> {dotted key pattern (fnmatch): rule}. A rule is ("int"|"num", lo, hi) for numbers
-# (each item of a pair), ("oneof", values...), or ("kinds", kind, ...) for keys that take several kinds.
+# (each item of a pair), ("oneof", values...), ("kinds", kind, ...) for keys that take several kinds, or
+# ("null-or", "int"|"num", lo, hi) for a key that is null (a level sets it) or a number in range.
 RULES: dict[str, dict[str, tuple]] = {
     "anomaly-shapenet": {
         "seed": SEED, "workers": ("int", 1, 1024),
@@ -55,6 +56,9 @@ RULES: dict[str, dict[str, tuple]] = {
         "labels.max_retries": ("int", 0, 50), "labels.accept_factor": ("num", 1.0, 1e6),
         "defects.*.target_ratio": POSITIVE_UNIT, "defects.*.segments": ("int", 3, 10000),
         "defects.*.max_wall_fraction": UNIT, "defects.*.extremity_quantile": UNIT,
+        "pose": ("oneof", "none", "z", "any", None), "pose_shift": ("null-or", "num", 0.0, 1.0),
+        "variation": ("null-or", "num", 0.0, 100.0), "views": ("null-or", "int", 0, 64),
+        "density": ("null-or", "num", 0.0, 100.0), "noise": ("null-or", "num", 0.0, 100.0),
         "defects.*.min_share_beyond_tau": UNIT,
     },
     "das3d": {
@@ -69,6 +73,7 @@ RULES: dict[str, dict[str, tuple]] = {
         "min_gt_pixels": ("int", 1, 10 ** 6), "counts.train": ("int", 1, 10000),
         "object.size": ("num", 1e-4, 100.0), "camera.fov_deg": ("num", 5.0, 120.0),
         "camera.distance": ("num", 0.01, 100.0), "background.tilt": ("num", 0.0, 0.5),
+        "pose": ("oneof", "none", "z", "any", None), "noise": ("null-or", "num", 0.0, 100.0),
     },
     "detectors": {
         "run.threads": ("kinds", "int>=1", "null"), "run.aupro_thresholds": ("kinds", "int>=1", "null"),
@@ -179,9 +184,13 @@ def _check_value(value: Any, ship: Any, kind: str, path: str, typed: set, known:
                 return
         raise RecipeError(f"recipe key {path!r}: expected {' or '.join(_KIND_WORDS[k] for k in rule[1:])}, "
                           f"got {_show(value)}")
+    if rule is not None and rule[0] == "null-or":  # null (the level's value) or a number in the rule's range
+        if value is not None:
+            _number(value, rule[1] == "int", True, rule[1:], path)
+        return
     if rule is not None and rule[0] == "oneof":
         if not any(value == r and type(value) is type(r) for r in rule[1:]):
-            words = [str(r).lower() if isinstance(r, bool) else str(r) for r in rule[1:]]
+            words = ["null" if r is None else str(r).lower() if isinstance(r, bool) else str(r) for r in rule[1:]]
             raise RecipeError(f"recipe key {path!r}: expected one of {', '.join(words)}, got {_show(value)}")
         return
     if isinstance(ship, dict):

@@ -27,17 +27,18 @@ def main() -> None:
     from anomalygen.blender.engine import BlenderEngine
     from anomalygen.blender.workers import WorkerPool
     from anomalygen import geometry as g
-    from anomalygen.builds.shapenet import defect_params
+    from anomalygen.builds.settings import defect_params, shapenet_settings
     from anomalygen.mesh import DEFECTS
     from anomalygen.mesh.labels import label_points
     from anomalygen.mesh.refine import refine
     from anomalygen.mesh.sampling import sample_surface
-    from anomalygen.recipes import get_key, load_recipe
+    from anomalygen.recipes import load_recipe
     from anomalygen.shapes.sources import open_source
 
     recipe = load_recipe("anomaly-shapenet")
-    max_edge, tau, rim = (get_key(recipe, k) for k in ("shapes.max_edge", "labels.tau", "labels.rim_distance"))
-    lo_pts, hi_pts = get_key(recipe, "dataset.points")
+    settings = shapenet_settings(recipe)
+    max_edge, tau, rim = settings.max_edge, settings.tau, settings.rim_distance
+    lo_pts, hi_pts = settings.points
     src = open_source(None)
 
     with WorkerPool(size=1, timeout=120) as pool:

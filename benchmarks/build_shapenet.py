@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalygen.builds.shapenet import Job, build_dataset, class_mesh, run_job, settings_from_recipe
+from anomalygen.builds.settings import shapenet_settings
+from anomalygen.builds.shapenet import Job, build_dataset, class_mesh, run_job
 from anomalygen.mesh import DEFECTS
 from anomalygen.recipes import load_recipe
 
@@ -28,7 +29,7 @@ CLASSES = ["bowl2", "vase4", "cup0", "eraser0", "tap1", "helmet1", "shelf0", "bo
 
 
 def per_defect(recipe, per_class: int) -> None:
-    settings = settings_from_recipe(recipe)
+    settings = shapenet_settings(recipe)
     out = Path(tempfile.mkdtemp(prefix="bench-defects-"))
     try:
         from anomalygen import geometry as g

@@ -40,19 +40,20 @@ def main() -> None:
 
     from anomalygen import geometry as g
     from anomalygen.builds.engines import get_engine
-    from anomalygen.builds.shapenet import defect_params
+    from anomalygen.builds.settings import defect_params, shapenet_settings
     from anomalygen.mesh import DEFECTS
     from anomalygen.mesh.labels import label_points
     from anomalygen.mesh.refine import refine
     from anomalygen.mesh.sampling import sample_surface
     from anomalygen.preview.splat import render
-    from anomalygen.recipes import get_key, load_recipe
+    from anomalygen.recipes import load_recipe
     from anomalygen.shapes.sources import open_source
 
     recipe = load_recipe("anomaly-shapenet")
-    tau, rim = get_key(recipe, "labels.tau"), get_key(recipe, "labels.rim_distance")
+    settings = shapenet_settings(recipe)
+    tau, rim = settings.tau, settings.rim_distance
     m = open_source(None).mesh(a.cls, np.random.default_rng(0))
-    fine = refine(m, get_key(recipe, "shapes.max_edge") * g.diagonal(m))
+    fine = refine(m, settings.max_edge * g.diagonal(m))
     D = g.diagonal(fine)
     S, points = (160, 4000) if small else (a.size, a.points)
     defects = ("bulge", "hole") if small else DEFECTS

@@ -48,11 +48,12 @@ def render_cases(first: int | None = None) -> dict:
 
 def build_cases() -> dict:
     from anomalygen.builds import shapenet as S
+    from anomalygen.builds.settings import shapenet_settings
     from anomalygen.io import anomaly_shapenet as asn
     from anomalygen.recipes import load_recipe
 
     rec = load_recipe("anomaly-shapenet")
-    settings = S.settings_from_recipe(rec, seed=3, defects=list(rec["dataset"]["defects"]))
+    settings = shapenet_settings(rec, seed=3)
     out = {}
     for cls, index, defect in BUILD:
         split = "train" if defect == "good" else "test"

@@ -22,7 +22,7 @@ TAU, RIM = 0.003, 0.012   # fractions of the diagonal, as in the anomaly-shapene
 
 def params(defect: str) -> dict:
     """What the build driver passes: the built-in recipe's section for `defect` plus the label thresholds."""
-    from anomalygen.builds.shapenet import defect_params
+    from anomalygen.builds.settings import defect_params
     from anomalygen.recipes import load_recipe
 
     return {**defect_params(load_recipe("anomaly-shapenet"), defect), "tau": TAU, "rim_distance": RIM}

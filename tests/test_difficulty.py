@@ -14,9 +14,8 @@ import trimesh
 from scipy.spatial.distance import cdist
 
 from anomalygen.builds.difficulty import DEPTH_HARD_FACTOR, LEVELS, MAX_LEVEL, difficulty_value
-from anomalygen.builds.settings import das3d_config, render_config
-from anomalygen.builds.shapenet import (Job, _anomalous_sample, build_dataset, class_mesh, defect_params,
-                                        sample_seed, settings_from_recipe)
+from anomalygen.builds.settings import das3d_config, defect_params, render_config, shapenet_settings
+from anomalygen.builds.shapenet import Job, _anomalous_sample, build_dataset, class_mesh, sample_seed
 from anomalygen.depth.synth import depth_defect, draw_params
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import open_dataset
@@ -69,7 +68,7 @@ def test_levels_and_user_errors():
         with pytest.raises(AnomalygenError, match="difficulty"):
             difficulty_value(bad)
     with pytest.raises(AnomalygenError, match="difficulty"):
-        settings_from_recipe(recipe("impossible"))
+        shapenet_settings(recipe("impossible"))
 
 
 def test_easy_hands_the_recipe_over_unchanged():
@@ -77,7 +76,7 @@ def test_easy_hands_the_recipe_over_unchanged():
     for d in DEFECTS:
         assert defect_params(recipe("easy"), d) == defect_params(r, d) == {
             **r["defects"][d], "tau": r["labels"]["tau"], "rim_distance": r["labels"]["rim_distance"]}
-    assert settings_from_recipe(recipe("easy")) == settings_from_recipe(r)
+    assert shapenet_settings(recipe("easy")) == shapenet_settings(r)
     assert load_recipe("anomaly-shapenet")["difficulty"] == "easy"  # the shipped default
 
 
@@ -122,7 +121,7 @@ def test_harder_levels_displace_the_surface_less(mesh, defect):
 def test_label_rule_exact_and_ratio_in_bounds(level):
     """Every defect through the build driver's resize-and-retry path; labels recomputed with
     trimesh's closest point and a brute-force rim distance."""
-    settings = settings_from_recipe(recipe(level))
+    settings = shapenet_settings(recipe(level))
     fine, _ = class_mesh(settings, "cup1")
     for i, defect in enumerate(DEFECTS):
         seed = sample_seed(settings.seed, "cup1", "test", 100 + i)

@@ -13,7 +13,7 @@ import trimesh
 from scipy.spatial.distance import cdist
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.builds.shapenet import defect_params
+from anomalygen.builds.settings import defect_params
 from anomalygen.mesh import DEFECTS, REMOVAL, apply_defect
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.refine import refine

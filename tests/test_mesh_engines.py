@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from anomalygen.builds import engines
-from anomalygen.builds.shapenet import defect_params
+from anomalygen.builds.settings import defect_params
 from anomalygen.errors import AnomalygenError
 from anomalygen.mesh import DefectResult, refine
 from anomalygen.recipes import load_recipe

@@ -10,6 +10,7 @@ import pytest
 import trimesh
 
 from anomalygen.builds import shapenet as S
+from anomalygen.builds.settings import shapenet_settings
 from anomalygen.mesh.labels import distance_to_surface
 from anomalygen.recipes import load_recipe
 
@@ -42,7 +43,7 @@ def settings(root, need: float) -> S.Settings:
     r = load_recipe("anomaly-shapenet")
     for d in S.REMOVAL:
         r["defects"][d]["min_share_beyond_tau"] = need
-    return S.settings_from_recipe(r, source=str(root))
+    return shapenet_settings(r, source=str(root))
 
 
 @pytest.fixture(scope="module")

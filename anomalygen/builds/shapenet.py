@@ -28,19 +28,19 @@ from anomalygen.io.output_dir import claim_output
 from anomalygen.limits import class_list
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
-from anomalygen.recipes import get_key, require
 from anomalygen import geometry as g
 from anomalygen.builds.cluster import BuildFailed, run_samples
-from anomalygen.builds.difficulty import recipe_difficulty, scale_defect
+from anomalygen.builds.difficulty import level_name
 from anomalygen.builds.engines import get_engine
 from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
+from anomalygen.builds.settings import Settings, ShapenetBuild, shapenet_build
+from anomalygen.mesh import acquire
 from anomalygen.mesh.labels import beyond_share, label_parts
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS, REMOVAL
 from anomalygen.mesh.sampling import sample_surface
 from anomalygen.seeds import class_entropy
-from anomalygen.shapes.repair import RepairSettings
 from anomalygen.shapes.sources import open_source
 
 SPLIT_CODE = {"train": 0, "test": 1}
@@ -48,6 +48,12 @@ RETRY_EXPONENT = {"bulge": 2.0, "concavity": 2.0, "bending": 1.0, "hole": 1.5, "
 LABEL_RULE = ("a point is anomalous iff its distance to the ORIGINAL (pre-defect) surface exceeds tau, or, for "
               "removal defects (hole, break, crack), it lies within rim_distance of the rim of the removed region; "
               "tau and rim_distance are fractions of the object's bounding-box diagonal")
+ACQUISITION_RULE = ("per sample, in this order: variation deforms the class's normal mesh into the sample's own part "
+                    "(x' = center + scale * (x - center) + sum_j amplitudes_j directions_j sin(waves_j . x + phases_j)), "
+                    "the defect is made on that part and labelled against its surface; the scan keeps what its "
+                    "viewpoints see (test samples) with the density weights; noise moves each point along its normal "
+                    "(labels unchanged); pose places the part: x' = rotation x + translation, undone by "
+                    "x = rotation^T (x' - translation)")
 STATE_DIR = ".anomalygen"
 BATCH = 10  # samples of one class per task: their files share one file-system sync (builds.cluster.run_samples)
 
@@ -59,32 +65,6 @@ class Job:
     index: int
     defect: str  # GOOD for normal samples
     name: str
-
-
-@dataclass
-class Settings:
-    """Everything a worker needs, all plain data (picklable)."""
-
-    seed: int
-    points: tuple[int, int]
-    ratio: tuple[float, float]
-    tau: float
-    rim_distance: float
-    max_retries: int
-    accept_factor: float
-    max_edge: float
-    voxel_pitch: float
-    defect_params: dict
-    engine: str
-    source: str | None
-    binary: bool
-    write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
-    layout: str = asn.LAYOUT  # 'anomaly-shapenet' | 'real3d-ad' (anomalygen.builds.point_layouts)
-    max_repair_tau: float = 1.0  # a source mesh whose repair moved it farther (in tau) is refused
-
-    def repair(self) -> RepairSettings:
-        """How source meshes are repaired and when a repair is refused (anomalygen.shapes.repair)."""
-        return RepairSettings(voxel_pitch=self.voxel_pitch, max_tau=self.max_repair_tau, tau=self.tau)
 
 
 @dataclass
@@ -102,12 +82,14 @@ class Record:
     rejected: str = ""    # why no files were written for this sample (its ratio missed the recipe range)
     seconds: float = 0.0  # in memory only: never in a record file or the manifest (timing differs run to run)
     beyond_tau_share: float | None = None  # share of the labelled points farther than tau from the original surface
+    acquisition: dict = field(default_factory=dict)  # what anomalygen.mesh.acquire applied (ACQUISITION_RULE)
 
     def stored(self) -> dict:
-        """What the record file and the manifest hold: no timing, `rejected` and `beyond_tau_share`
-        only when set."""
+        """What the record file and the manifest hold: no timing, `rejected`, `beyond_tau_share` and
+        `acquisition` only when set."""
         return {k: v for k, v in asdict(self).items()
-                if k != "seconds" and (k != "rejected" or v) and (k != "beyond_tau_share" or v is not None)}
+                if k != "seconds" and (k not in ("rejected", "acquisition") or v)
+                and (k != "beyond_tau_share" or v is not None)}
 
 
 # ------------------------------------------------------------------ planning
@@ -210,13 +192,14 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
         if target is None:
             target = float(res.params.get("target_ratio", np.sqrt(lo * hi)))
         rng = np.random.default_rng(seed + [draw, resized, 1])
-        pts = sample_surface(res.mesh, n, rng)[0].astype(np.float32)
-        lab, beyond = label_parts(pts, mesh, res, tau, rim)
+        pts, lab, beyond, faces, scan = _scan(
+            settings, res.mesh, n, rng, np.random.default_rng(seed + [draw, resized, 2]), whole=False,
+            label=lambda p, res=res: label_parts(p, mesh, res, tau, rim))
         r, share = float(lab.mean()), beyond_share(lab, beyond)
         miss = abs(np.log(max(r, 1e-6) / target))
         inside, deep = lo <= r <= hi, share >= need
         if best is None or (inside and deep, inside, -miss) > (best[0] and best[1], best[0], -best[2]):
-            best = (inside, deep, miss, res, pts, lab, r, share)
+            best = (inside, deep, miss, res, pts, lab, r, share, faces, scan)
         if inside and deep and miss <= np.log(settings.accept_factor):
             break
         step = (target / max(r, target / 8)) ** (1.0 / RETRY_EXPONENT.get(job.defect, 1.5))
@@ -229,24 +212,88 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
             scale *= step
     if best is None:
         raise RuntimeError(f"{job.cls}/{job.name}: every attempt failed ({'; '.join(errors[-3:])})")
-    _, _, _, res, pts, lab, r, share = best
-    return res, pts, lab, target, tried, share, need
+    _, _, _, res, pts, lab, r, share, faces, scan = best
+    return res, pts, lab, target, tried, share, need, faces, scan
+
+
+# a sample's acquisition draws come from Generators of their own (sample seed + one of these), so
+# turning one key on changes no other draw of the sample
+VARIATION_STREAM, SCAN_STREAM, NOISE_STREAM, POSE_STREAM = 1001, 1002, 1003, 1004
+POOL = (4, 8, 16, 32)  # pool sizes a scan draws from, in multiples of the sample's points, tried in turn
+
+
+def _scan(settings: Settings, surface, n: int, rng, scan_rng, whole: bool, label=None):
+    """(float32 points, labels, beyond-tau flags, face ids, scan record) of n points of `surface` as the
+    scan sees them. `label(points)` gives (labels, beyond) (anomalygen.mesh.labels.label_parts); without
+    it every point is normal. Without views and density: n uniform points (what every build without those
+    keys draws). With them: a uniform pool, labelled, of which acquire.scan_choice keeps n (the pool grows
+    until it can); `whole` (train templates) ignores the views."""
+    acq = settings.acquisition
+
+    def labelled(pts):
+        if label is None:
+            return np.zeros(len(pts), np.uint8), np.zeros(len(pts), bool)
+        return label(pts)
+
+    if not acq.pooled or (whole and not acq.density):
+        pts, faces = sample_surface(surface, n, rng)
+        pts = pts.astype(np.float32)
+        return (pts, *labelled(pts), faces, {})
+    for factor in POOL:
+        pool, faces = sample_surface(surface, factor * n, rng)
+        pool = pool.astype(np.float32)
+        lab, beyond = labelled(pool)
+        hit = lab > 0
+        aim = acquire.aim_of(pool[hit], surface.face_normals[faces[hit]]) if hit.any() else None
+        keep, scan = acquire.scan_choice(surface, pool, faces, n, acq, scan_rng, aim, whole)
+        if keep is not None:
+            return pool[keep], lab[keep], beyond[keep], faces[keep], scan
+    raise RuntimeError(f"the scan keeps fewer than {n} of {POOL[-1] * n} surface points")
+
+
+def _measure(settings: Settings, pts: np.ndarray, faces: np.ndarray, surface, part, seed: list[int], record: dict):
+    """Noise along the normals of `surface` (the points' own mesh), then the pose, of labelled points
+    (float32 out); both go in `record`. Lengths are fractions of the diagonal of `part`, the sample's
+    pre-defect part, as tau is."""
+    acq = settings.acquisition
+    size = g.diagonal(part)
+    if acq.noise > 0:
+        sigma = float(acquire.rounded(acq.noise * settings.tau * size))
+        pts = acquire.normal_noise(pts, surface.face_normals[faces], sigma, np.random.default_rng(seed + [NOISE_STREAM]))
+        record["noise_std"] = sigma
+    if acq.pose != "none" or acq.shift:
+        rot, shift = acquire.draw_pose(acq.pose, acq.shift, size, np.random.default_rng(seed + [POSE_STREAM]))
+        pts = acquire.apply_pose(pts, rot, shift)
+        record["pose"] = {"rotation": rot.tolist(), "translation": shift.tolist()}
+    return np.asarray(pts, np.float32)
+
+
+def sample_part(settings: Settings, cls: str, seed: list[int]):
+    """(the sample's own normal mesh, its variation record): the class mesh, deformed when the build's
+    acquisition has variation (within variation x tau of it)."""
+    mesh, _ = class_mesh(settings, cls)
+    amount = settings.acquisition.variation
+    if amount <= 0:
+        return mesh, {}
+    part, rec = acquire.vary_part(mesh, amount * settings.tau * g.diagonal(mesh),
+                                  np.random.default_rng(seed + [VARIATION_STREAM]))
+    return part, {"variation": rec}
 
 
 def make_sample(settings: Settings, job: Job):
     """(PointSample, Record, defective mesh or None) of one job. Pure given settings."""
     t0 = time.perf_counter()
-    mesh, _ = class_mesh(settings, job.cls)
     seed = sample_seed(settings.seed, job.cls, job.split, job.index)
+    mesh, acq = sample_part(settings, job.cls, seed)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(settings.points[0], settings.points[1] + 1))
     if job.defect == GOOD:
-        pts = sample_surface(mesh, n, rng)[0].astype(np.float32)
-        lab = np.zeros(n, np.uint8)
+        pts, lab, _, faces, scan = _scan(settings, mesh, n, rng, np.random.default_rng(seed + [SCAN_STREAM]),
+                                      whole=job.split == "train")
         rec = Record(job.cls, job.split, job.name, GOOD, seed, n, 0.0)
         out_mesh = mesh
     else:
-        res, pts, lab, target, attempts, share, need = _anomalous_sample(settings, mesh, job, seed, n)
+        res, pts, lab, target, attempts, share, need, faces, scan = _anomalous_sample(settings, mesh, job, seed, n)
         params = {k: _jsonable(v) for k, v in sorted(res.params.items()) if k not in ("tau", "rim_distance")}
         rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params,
                      beyond_tau_share=float(f"{share:.4g}"))
@@ -263,6 +310,9 @@ def make_sample(settings: Settings, job: Job):
         if rec.rejected:
             rec.seconds = time.perf_counter() - t0
             return None, rec, None
+    acq.update(scan)
+    pts = _measure(settings, pts, faces, out_mesh, mesh, seed, acq)  # after the labels: noise and pose change none
+    rec.acquisition = acq
     rec.seconds = time.perf_counter() - t0
     sample = PointSample(points=pts, labels=lab, cls=job.cls, split=job.split, defect=job.defect, name=job.name)
     return sample, rec, out_mesh
@@ -419,91 +469,46 @@ def resolve_classes(classes, available: list[str], default) -> list[str]:
     return names
 
 
-def defect_params(recipe: dict, defect: str, difficulty: float | None = None) -> dict:
-    """Everything `anomalygen.mesh.apply_defect` needs for one defect type, from a recipe: its
-    `defects.<defect>` section at the recipe's `difficulty` (or the given t, see
-    anomalygen.builds.difficulty) plus the label thresholds (tau, rim_distance)."""
-    section = get_key(recipe, f"defects.{defect}", None)
-    if not isinstance(section, dict):
-        raise AnomalygenError(f"recipe {recipe.get('_source', '')} has no defects.{defect} section")
-    tau = float(require(recipe, "labels.tau", (int, float), 0, 1))
-    t = recipe_difficulty(recipe) if difficulty is None else difficulty
-    return {**scale_defect(defect, section, t, tau), "tau": tau,
-            "rim_distance": float(require(recipe, "labels.rim_distance", (int, float), 0, 1))}
-
-
-def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, defects=None,
-                         layout=None) -> Settings:
-    pts = require(recipe, "dataset.points", int, 1)
-    ratio = require(recipe, "labels.anomaly_ratio", (int, float), 0, 1)
-    dparams = get_key(recipe, "defects")
-    level, tau = recipe_difficulty(recipe), float(require(recipe, "labels.tau", (int, float), 0, 1))
-    for d in defects or []:
-        if d not in DEFECTS:
-            raise AnomalygenError(f"unknown defect {d!r}; known: {', '.join(DEFECTS)}")
-    return Settings(
-        seed=int(get_key(recipe, "seed") if seed is None else seed),
-        points=(int(pts[0]), int(pts[1])), ratio=(float(ratio[0]), float(ratio[1])),
-        tau=float(require(recipe, "labels.tau", (int, float), 0, 1)),
-        rim_distance=float(require(recipe, "labels.rim_distance", (int, float), 0, 1)),
-        max_retries=int(require(recipe, "labels.max_retries", int, 0, 50)),
-        accept_factor=float(require(recipe, "labels.accept_factor", (int, float), 1)),
-        max_edge=float(require(recipe, "shapes.max_edge", (int, float), 1e-4, 1)),
-        voxel_pitch=float(require(recipe, "shapes.voxel_pitch", (int, float), 1e-4, 1)),
-        max_repair_tau=float(require(recipe, "shapes.max_repair_tau", (int, float), 0)),
-        defect_params={k: scale_defect(k, dict(v), level, tau) for k, v in dparams.items()},
-        engine=str(get_key(recipe, "engine") if engine is None else engine),
-        source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
-        binary=bool(get_key(recipe, "dataset.pcd_binary")),
-        write_meshes=_mesh_mode(get_key(recipe, "dataset.write_meshes")),
-        layout=point_output(layout or asn.LAYOUT).name,
-    )
-
-
-def _mesh_mode(v) -> str:
-    v = {True: "all", False: "none"}.get(v, v) if isinstance(v, bool) else str(v)
-    if v not in ("normal", "all", "none"):
-        raise AnomalygenError(f"recipe key 'dataset.write_meshes': {v!r}; use normal, all or none")
-    return v
-
-
 def fingerprint(settings: Settings, jobs) -> str:
-    """sha256 of json.dumps([settings, [jobs...]], sort_keys=True), fed one job at a time."""
-    h = hashlib.sha256(("[" + json.dumps(asdict(settings), sort_keys=True, default=str) + ", [").encode())
+    """sha256 of json.dumps([settings, [jobs...]], sort_keys=True), fed one job at a time (the acquisition
+    only when it applies something, so a build without it resumes whichever version wrote it)."""
+    fields = asdict(settings)
+    if not settings.acquisition.applied():
+        del fields["acquisition"]
+    h = hashlib.sha256(("[" + json.dumps(fields, sort_keys=True, default=str) + ", [").encode())
     for i, j in enumerate(jobs):
         h.update(((", " if i else "") + json.dumps(asdict(j), sort_keys=True, default=str)).encode())
     h.update(b"]]")
     return h.hexdigest()[:16]
 
 
-def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_class=None, test_per_class=None,
-                  defects=None, engine=None, workers=None, seed=None, overwrite=False, progress=None,
-                  layout=None, scheduler=None) -> BuildResult:
+def build_dataset(out, recipe: dict | ShapenetBuild, *, classes=None, source=None, train_per_class=None,
+                  test_per_class=None, defects=None, engine=None, workers=None, seed=None, overwrite=False,
+                  progress=None, layout=None, scheduler=None) -> BuildResult:
     """Build a point-cloud dataset in `out`, in the Anomaly-ShapeNet layout (default) or `layout`
     'real3d-ad' (anomalygen.builds.point_layouts). Re-running resumes (same bytes).
 
-    `progress(iterable, total)` wraps the stream of finished samples (e.g. tqdm). `scheduler`: address
-    of a running Dask scheduler whose workers share `out`; else `workers` local processes. Samples that
-    fail on every attempt raise BuildFailed (with the result so far) after the others are built."""
+    `recipe`: a parsed ShapenetBuild (anomalygen.builds.settings.shapenet_build, as the command makes it),
+    or a recipe dict, parsed here with the keyword overrides. `progress(iterable, total)` wraps the stream
+    of finished samples (e.g. tqdm). `scheduler`: address of a running Dask scheduler whose workers share
+    `out`; else `workers` local processes. Samples that fail on every attempt raise BuildFailed (with the
+    result so far) after the others are built."""
     t0 = time.perf_counter()
     out = Path(out)
-    defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
-    settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects, layout=layout)
+    build = recipe if isinstance(recipe, ShapenetBuild) else shapenet_build(
+        recipe, seed=seed, engine=engine, source=source, defects=defects, layout=layout,
+        train_per_class=train_per_class, test_per_class=test_per_class)
+    settings, defects, train, test = build.settings, list(build.defects), build.train, build.test
     get_engine(settings.engine)  # fail fast with the engine's own message
     src = open_source(settings.source, settings.repair())
-    names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
+    names = resolve_classes(classes, src.classes(), build.classes)
     if settings.source:
         # the checks repair meshes with booleans in this process: manifold3d's thread pool must not start
         # here with threads of its own, or the worker processes forked below inherit its locks and hang
         g.one_boolean_thread()
     rejected_classes = check_source_meshes(settings, names) if settings.source else {}
     names = [c for c in names if c not in rejected_classes]
-    train = int(require(recipe, "dataset.train_per_class", int, 0) if train_per_class is None else train_per_class)
-    test = int(require(recipe, "dataset.test_per_class", int, 0) if test_per_class is None else test_per_class)
-    if train < 0 or test < 0 or train + test == 0:
-        raise AnomalygenError("--train-per-class and --test-per-class must be >= 0 and not both 0")
-    frac = float(require(recipe, "dataset.normal_test_fraction", (int, float), 0, 1))
-    jobs = Plan(tuple(names), settings.seed, train, test, frac, tuple(defects), settings.layout)
+    jobs = Plan(tuple(names), settings.seed, train, test, build.normal_fraction, tuple(defects), settings.layout)
     fp = fingerprint(settings, jobs)
     state = out / STATE_DIR / "build.json"
     if state.is_file() and not overwrite:
@@ -536,15 +541,14 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     here = str(out.resolve())  # workers on other machines need the absolute path of the shared folder
     args = ((settings, here, j) for i, j in enumerate(jobs) if todo[i])
     for _, rec in run_samples(run_job, args, len(jobs) - reused, lambda a: f"{a[2].cls}/{a[2].name}", failures,
-                              workers=max(1, int(workers or 1)), scheduler=scheduler, progress=progress,
+                              workers=max(1, int(workers or build.workers)), scheduler=scheduler, progress=progress,
                               initializer=_worker_init, affinity=_class_of, batch=BATCH):
         account(rec)
     result = BuildResult(out, jobs, time.perf_counter() - t0, reused, None, stats, settings.ratio, out_of_range,
                          rejected_classes)
     if failures:
         raise BuildFailed(failures, len(jobs), result)
-    result.manifest = write_manifest(out, recipe, settings, src, names, jobs, stats, out_of_range, train, test,
-                                     defects, rejected_classes)
+    result.manifest = write_manifest(out, build, src, names, jobs, stats, out_of_range, rejected_classes)
     clean_temp(out)  # every temp file was renamed or removed; the empty folder goes too
     result.seconds = time.perf_counter() - t0
     return result
@@ -579,15 +583,17 @@ def _worker_init():
     g.one_boolean_thread()
 
 
-def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs, stats: SampleStats,
-                   rejected: list[Record], train, test, defects, rejected_classes: dict | None = None) -> Path:
-    """manifest.json: recipe, seed, label rule, per-class source, per-sample defect/params/points/ratio,
-    and the 'validate' bounds. Holds no timings, so it is byte-identical run to run. The samples are
-    streamed from their records on disk, one at a time."""
+def write_manifest(out: Path, build: ShapenetBuild, src, names, jobs, stats: SampleStats, rejected: list[Record],
+                   rejected_classes: dict | None = None) -> Path:
+    """manifest.json: recipe, seed, label rule, acquisition, per-class source, per-sample defect/params/points/
+    ratio/acquisition, and the 'validate' bounds. Holds no timings, so it is byte-identical run to run. The
+    samples are streamed from their records on disk, one at a time."""
+    settings, defects = build.settings, list(build.defects)
     classes = {}
     for c in names:
         cp = out / STATE_DIR / "classes" / f"{c}.json"
         classes[c] = json.loads(cp.read_text()) if cp.is_file() else {}
+    acq = settings.acquisition
     body = {
         "generator": f"anomalygen {__version__} build-shapenet",
         "layout": settings.layout,
@@ -596,13 +602,15 @@ def write_manifest(out: Path, recipe: dict, settings: Settings, src, names, jobs
         "engine": settings.engine,
         "label_rule": LABEL_RULE,
         "labels": {"tau": settings.tau, "rim_distance": settings.rim_distance, "removal_defects": list(REMOVAL)},
-        "counts": {"classes": len(names), "train_per_class": train, "test_per_class": test,
+        "counts": {"classes": len(names), "train_per_class": build.train, "test_per_class": build.test,
                    "samples": len(stats), "anomalous": stats.anomalous()},
         "defects": defects,
         **({"layout_defect_names": {d: REAL3D_TYPE.get(d, d) for d in defects}} if settings.layout != asn.LAYOUT else {}),
         "validate": {"points": list(settings.points), "anomaly_ratio": list(settings.ratio)},
-        "recipe": {k: v for k, v in recipe.items() if k != "_source"},
-        "recipe_source": Path(str(recipe.get("_source", ""))).name,
+        **({"acquisition": {**asdict(acq), "difficulty": level_name(build.level), "applied": acq.applied(),
+                            "rule": ACQUISITION_RULE}} if acq.applied() else {}),
+        "recipe": {k: v for k, v in build.recipe.items() if k != "_source"},
+        "recipe_source": Path(str(build.recipe.get("_source", ""))).name,
         "classes": classes,
     }
     if rejected_classes:

@@ -51,37 +51,39 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     obj/<class>/ and manifest.json into --out; check the result with `anomalygen validate`.
     A --source mesh that cannot be used (NaN vertices, not closable, far too thin, or
     moved by its repair farther than shapes.max_repair_tau) is skipped with its reason
-    in the manifest.
+    in the manifest. `--set difficulty=paper` makes defects harder to see and turns on the
+    acquisition keys (pose, part variation, noise); each key also works alone, e.g.
+    `--set pose=any`, and the manifest records what each sample got.
 
     \b
     Examples:
       anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet
+      anomalygen build-shapenet --classes 40 --set difficulty=paper --out out/asn-paper
+      anomalygen build-shapenet --classes 2 --set pose=any --out out/posed
       anomalygen build-shapenet --classes bowl0,vase1 --defects hole,crack --out out/small
       anomalygen build-shapenet --classes 2 --layout real3d-ad --out out/real3d-style
       anomalygen build-shapenet --source ~/ShapeNetCore.v2 --classes 10 --out out/sn
     """
     from tqdm import tqdm
 
+    from anomalygen.builds.engines import get_engine
+    from anomalygen.builds.settings import shapenet_build
     from anomalygen.builds.shapenet import build_dataset
     from anomalygen.recipe_schema import check_recipe
     from anomalygen.recipes import load_recipe, parse_overrides
 
     rec = check_recipe(load_recipe(recipe, parse_overrides(overrides)), "anomaly-shapenet", schema_from=recipe)
-    if engine is None:
-        engine = rec.get("engine", "numpy")
-    from anomalygen.builds.engines import get_engine
-
-    get_engine(engine)  # one clear line if the engine is not there
     dlist = [d.strip() for d in defects.split(",") if d.strip()] if defects else None
     if dlist is not None and not dlist:
         raise AnomalygenError("--defects: give at least one defect type")
+    build = shapenet_build(rec, seed=seed, engine=engine, source=source, defects=dlist, layout=layout,
+                           train_per_class=train_per_class, test_per_class=test_per_class)
+    get_engine(build.settings.engine)  # one clear line if the engine is not there
     bar = None if quiet else (lambda it, total: tqdm(it, total=total, desc="build-shapenet", unit="sample",
                                                      file=sys.stderr, smoothing=0.1))
     try:
-        res = build_dataset(out, rec, classes=classes, source=source, train_per_class=train_per_class,
-                            test_per_class=test_per_class, defects=dlist, engine=engine,
-                            workers=workers if workers is not None else rec.get("workers", 1), seed=seed,
-                            overwrite=overwrite, progress=bar, layout=layout, scheduler=scheduler)
+        res = build_dataset(out, build, classes=classes, workers=workers, overwrite=overwrite, progress=bar,
+                            scheduler=scheduler)
     except BuildFailed as exc:
         if not quiet and exc.result is not None and len(exc.result.stats):
             click.echo(exc.result.table())

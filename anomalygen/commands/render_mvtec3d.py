@@ -32,10 +32,14 @@ def command(out, classes, seed, size, workers, scheduler, recipe, overrides, ove
     and test/<defect> with gt: the pixels where the defect moved the surface by more
     than gt_tau x object size. This is the offline default input of depth-defects.
     Re-running the same command renders only the images a killed run did not finish.
+    `--set difficulty=paper` renders smaller mesh defects and adds range noise along each
+    pixel's ray (`--set noise=1.5` alone: 1.5 tau); `--set pose=any` turns each object
+    uniformly at random before it is laid on the plane (the manifest records the turn).
 
     \b
     Examples:
       anomalygen render-mvtec3d --classes bagel,tire --out out/rendered
+      anomalygen render-mvtec3d --classes bagel,tire --set difficulty=paper --out out/rendered-paper
       anomalygen render-mvtec3d --classes 10 --size 64 --out out/rendered-10
     """
     from anomalygen.builds.render import render_mvtec3d

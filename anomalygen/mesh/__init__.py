@@ -6,6 +6,7 @@ arrays and plain parameters in, meshes and labels out; no file I/O, no recipe re
     sampling.sample_surface(mesh, n, rng)                  -> (n,3) points, face ids
     labels.label_points(points, original, result, tau, rim_distance) -> (n,) uint8
     engines.NumpyEngine().apply(mesh, defect, params, seed) -> the engine contract
+    acquire.vary_part / scan_choice / normal_noise / draw_pose -> one part's variation and scan
 
 The build driver (anomalygen.builds.shapenet) loads recipes and writes datasets; the
 engine registry (numpy, blender) is anomalygen.builds.engines.

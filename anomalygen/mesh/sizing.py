@@ -34,7 +34,7 @@ class DefectParams(dict):
 
     def missing(self, key: str) -> AnomalygenError:
         return AnomalygenError(f"defect {self.defect!r} needs the parameter {key!r}; the recipe's "
-                               f"defects.{self.defect} section holds every one (anomalygen.builds.shapenet.defect_params)")
+                               f"defects.{self.defect} section holds every one (anomalygen.builds.settings.defect_params)")
 
 
 def realize_params(defect: str, params: dict, rng: np.random.Generator) -> DefectParams:

@@ -17,6 +17,7 @@ import numpy as np
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import ImageSample, mvtec3d
+from anomalygen.mesh.acquire import NOISE_CLIP, draw_rotation, rounded
 from anomalygen.mesh.labels import label_points
 from anomalygen.mesh.operators import apply_defect
 from anomalygen.perlin import perlin_grid_np, random_permutation
@@ -47,6 +48,11 @@ class RenderConfig:
     # type everything anomalygen.mesh.apply_defect needs (recipe section + tau, rim_distance)
     mesh_max_edge: float = 0.025
     mesh_defect_params: dict = field(default_factory=dict, hash=False, compare=False)
+    # acquisition (anomalygen.mesh.acquire): `pose` z spins the object about the support's normal,
+    # any turns it uniformly at random before it is laid on the support, none keeps it upright and
+    # unturned; `noise`: std of each valid pixel's offset along its ray, in tau (the gt threshold)
+    pose: str = "z"
+    noise: float = 0.0
 
     def engine(self) -> str:
         """'mesh' (anomalygen.mesh.apply_defect; 'auto' means it) or 'builtin'."""
@@ -90,11 +96,28 @@ def plane_height(xyz: np.ndarray, distance: float, tilt: tuple[float, float]) ->
     return (distance + tilt[0] * x + tilt[1] * y - z) / np.sqrt(1.0 + tilt[0] ** 2 + tilt[1] ** 2)
 
 
-def render_scene(cls: str, cfg: RenderConfig, rng: np.random.Generator, defect: str | None = None):
+def label_tau(cfg: RenderConfig, mesh, size: float) -> float:
+    """The gt threshold of a placed object, in metres: the mesh labels' tau x its diagonal (engine 'mesh'),
+    else gt_tau x its size."""
+    taus = [float(p["tau"]) for p in cfg.mesh_defect_params.values() if "tau" in p]
+    if cfg.engine() == "mesh" and taus:
+        return taus[0] * float(np.linalg.norm(mesh.extents))
+    return cfg.gt_tau * size
+
+
+def render_scene(cls: str, cfg: RenderConfig, rng: np.random.Generator, defect: str | None = None,
+                 pose_rng: np.random.Generator | None = None):
     """(normal Render, defective Render or None, albedos, record, gt or None). Draws shape, placement,
-    plane and defect from rng; a defect the camera cannot see is drawn again (cfg.max_tries)."""
+    plane and defect from rng, the turn of pose 'any' from `pose_rng` (so the other draws stay the
+    same); a defect the camera cannot see is drawn again (cfg.max_tries)."""
     size = rng.uniform(*cfg.object_size)
-    mesh = place_on_plane(normal_mesh(cls, rng, cfg.mesh_max_edge), size, cfg.distance, rng)
+    shape = normal_mesh(cls, rng, cfg.mesh_max_edge)
+    turn = None
+    if cfg.pose == "any":
+        turn = rounded(draw_rotation("any", pose_rng if pose_rng is not None else rng))
+        shape = shape.copy()
+        shape.vertices = shape.vertices @ turn.T
+    mesh = place_on_plane(shape, size, cfg.distance, rng, spin=cfg.pose != "none")
     tilt = tuple(rng.uniform(-cfg.plane_tilt, cfg.plane_tilt, 2))
     plane = plane_mesh(cfg.distance, cfg.distance, tilt)
     cam = cfg.camera()
@@ -102,6 +125,10 @@ def render_scene(cls: str, cfg: RenderConfig, rng: np.random.Generator, defect: 
     obj_albedo = _albedo(normal.xyz.shape[:2], BUILTIN_COLORS.get(cls, (0.62, 0.6, 0.56)), rng)
     bg_albedo = _albedo(normal.xyz.shape[:2], (0.42, 0.42, 0.45), rng, 0.08)
     record = {"object_size": round(size, 6), "plane_tilt": [round(t, 5) for t in tilt]}
+    if turn is not None:
+        record["pose_rotation"] = turn.tolist()  # applied to the upright shape before it is placed
+    if cfg.noise > 0:
+        record["noise_std"] = float(rounded(cfg.noise * label_tau(cfg, mesh, size)))
     if defect is None:
         return normal, None, (obj_albedo, bg_albedo), record, None
     engine = cfg.engine()
@@ -143,15 +170,32 @@ def defect_gt(normal: Render, bad: Render, tau: float) -> np.ndarray:
     return (((dz > tau) & (bad.geometry == 0)) | changed).astype(np.uint8)
 
 
+def ray_noise(xyz: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Valid pixels (xyz not all zero) moved along their camera rays by N(0, sigma), clipped at NOISE_CLIP
+    sigma: a scanner's range error. float32, zeros stay zeros."""
+    valid = np.any(xyz != 0, axis=-1)
+    p = xyz[valid].astype(np.float64)
+    dist = np.linalg.norm(p, axis=1)
+    off = np.clip(rng.normal(0.0, sigma, len(p)), -NOISE_CLIP * sigma, NOISE_CLIP * sigma)
+    out = xyz.copy()
+    out[valid] = (p * ((dist + off) / dist)[:, None]).astype(np.float32)
+    return out
+
+
 def render_sample(cls: str, split: str, defect: str, index: int, seed: int, cfg: RenderConfig) -> tuple[ImageSample, dict]:
-    rng = np.random.default_rng(path_seed(seed, cls, split, defect, index))
-    normal, bad, (obj_alb, bg_alb), record, gt = render_scene(cls, cfg, rng, None if defect == "good" else defect)
+    key = path_seed(seed, cls, split, defect, index)
+    rng = np.random.default_rng(key)
+    normal, bad, (obj_alb, bg_alb), record, gt = render_scene(cls, cfg, rng, None if defect == "good" else defect,
+                                                              pose_rng=np.random.default_rng([key, 1]))
     r = normal if bad is None else bad
     albedo = np.where((r.geometry == 0)[..., None], obj_alb, bg_alb)
     rgb = shade(r, albedo)
     mask = np.zeros(r.geometry.shape, np.uint8) if gt is None else gt
     name = mvtec3d.sample_name(index)
-    sample = ImageSample(xyz=r.xyz, rgb=rgb, mask=mask, cls=cls, split=split, defect=defect, name=name)
+    xyz = r.xyz
+    if cfg.noise > 0:  # after the gt: a range error does not change what is defective
+        xyz = ray_noise(xyz, record["noise_std"], np.random.default_rng([key, 2]))
+    sample = ImageSample(xyz=xyz, rgb=rgb, mask=mask, cls=cls, split=split, defect=defect, name=name)
     record.update(cls=cls, split=split, defect=defect, name=name, anomaly_ratio=round(float(mask.mean()), 6),
                   object_pixels=int((r.geometry == 0).sum()))
     return sample, record

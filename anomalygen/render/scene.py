@@ -131,12 +131,16 @@ def normal_mesh(cls: str, rng: np.random.Generator, max_edge: float) -> trimesh.
     raise AnomalygenError(f"unknown class {cls!r}; renderer classes: {', '.join(known_classes())}")
 
 
-def place_on_plane(mesh: trimesh.Trimesh, size: float, distance: float, rng: np.random.Generator) -> trimesh.Trimesh:
-    """Scale to `size` (largest XY side), spin randomly about the optical axis, rest on the plane Z = distance."""
+def place_on_plane(mesh: trimesh.Trimesh, size: float, distance: float, rng: np.random.Generator,
+                   spin: bool = True) -> trimesh.Trimesh:
+    """Scale to `size` (largest XY side), spin randomly about the optical axis (the angle is drawn
+    either way, so `spin` changes no other draw), rest on the plane Z = distance."""
     m = mesh.copy()
     ext = m.extents
     m.apply_scale(size / max(ext[0], ext[1]))
-    m.apply_transform(trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), [0, 0, 1]))
+    angle = rng.uniform(0, 2 * np.pi)
+    if spin:
+        m.apply_transform(trimesh.transformations.rotation_matrix(angle, [0, 0, 1]))
     c = m.bounds.mean(axis=0)
     shift = rng.uniform(-0.08, 0.08, 2) * size
     m.apply_translation([-c[0] + shift[0], -c[1] + shift[1], distance - m.bounds[1, 2]])
