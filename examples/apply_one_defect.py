@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalygen.builds.shapenet import defect_params
+from anomalygen.builds.settings import defect_params
 from anomalygen.mesh import apply_defect, label_points, refine, sample_surface
 from anomalygen.recipes import load_recipe
 from anomalygen.shapes.catalog import make_shape
