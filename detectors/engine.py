@@ -73,9 +73,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     cls = get_detector(detector)
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
     set_threads(get_key(rec, "run.threads", None))
-    loader_workers = get_key(rec, "run.loader_workers", 0)
-    if isinstance(loader_workers, bool) or not isinstance(loader_workers, int) or loader_workers < 0:
-        raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {loader_workers!r}")
+    loader_workers = recipe_loader_workers(rec)
     _check_fit_limits(max_minutes, devices)
     data = Path(data)
     dataset = open_dataset(data)
@@ -160,6 +158,14 @@ def _check_fit_limits(max_minutes, devices) -> None:
         raise AnomalygenError(f"--max-minutes must be a positive number of minutes, got {max_minutes!r}")
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise AnomalygenError(f"--devices must be a positive integer, got {devices!r}")
+
+
+def recipe_loader_workers(rec: dict) -> int:
+    """Recipe run.loader_workers: DataLoader worker processes of a training fit (0 = in the main process)."""
+    workers = get_key(rec, "run.loader_workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {workers!r}")
+    return workers
 
 
 def set_threads(threads) -> None:
