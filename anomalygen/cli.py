@@ -19,6 +19,7 @@ from anomalygen.errors import AnomalygenError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("anomalygen.commands.validate", "anomalygen validate out/anomaly-shapenet"),
     "preview": ("anomalygen.commands.preview", "anomalygen preview out/anomaly-shapenet --out out/preview"),
+    "view": ("anomalygen.commands.view", "anomalygen view out/anomaly-shapenet --out out/anomaly-shapenet.html"),
     "build-shapenet": ("anomalygen.commands.build_shapenet", "anomalygen build-shapenet --classes 40 --out out/anomaly-shapenet"),
     "train-detector": ("anomalygen.commands.train_detector", "anomalygen train-detector --detector btf --data out/anomaly-shapenet --classes ashtray0,bottle0 --out runs/btf"),
     "evaluate": ("anomalygen.commands.evaluate", "anomalygen evaluate runs/btf"),
@@ -52,17 +53,21 @@ class LazyGroup(click.Group):
             formatter.write(f"  {example}\n")  # unwrapped, so they can be copied
 
     def invoke(self, ctx):
+        from anomalygen.io.lock import session
+
         try:
-            return super().invoke(ctx)
+            with session():  # output folders a command locks are released when it ends
+                return super().invoke(ctx)
         except AnomalygenError as exc:
             close_progress_bars()
             raise UserError(one_line(str(exc))) from None
         except OSError as exc:  # a file-system fault outside the atomic writers: path and cause in words
-            from anomalygen.io.atomic import describe_os_error
+            from anomalygen.io.atomic import describe_os_error, describe_path_error
 
             close_progress_bars()
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise UserError(f"{where}{describe_os_error(exc)}") from None
+            if exc.filename:
+                raise UserError(f"{exc.filename}: {describe_path_error(exc.filename, exc)}") from None
+            raise UserError(describe_os_error(exc)) from None
 
 
 def close_progress_bars() -> None:
@@ -78,7 +83,11 @@ def close_progress_bars() -> None:
 
 
 def one_line(message: str) -> str:
-    """Error text on one line (a library's multi-line message is joined)."""
+    """Error text on one line (a library's multi-line message is joined). An error that torch carried
+    out of a DataLoader worker holds the worker's traceback; its last line is the error itself."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 

@@ -1,7 +1,8 @@
 """Exceptions that mean "the user gave us something wrong".
 
 The CLI turns every AnomalygenError into one line on stderr and exit code 2;
-anything else is a bug and keeps its traceback.
+anything else is a bug and keeps its traceback. `Terminated` is not an error: it is how a long
+training step learns of SIGTERM, and commands handle it as they handle Ctrl-C.
 """
 
 
@@ -23,3 +24,7 @@ class RecipeError(AnomalygenError):
 
 class MetricError(AnomalygenError, ValueError):
     """A metric cannot be computed from these inputs (one class only, NaN scores, ...)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a cluster scheduler) during training: handled as Ctrl-C is (complete epochs kept)."""

@@ -10,6 +10,7 @@ bounding-box diagonal (`diagonal(mesh)`), so one recipe fits objects of any scal
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -37,6 +38,21 @@ def one_boolean_thread() -> None:
         manifold3d.Manifold.cube([1.0, 1.0, 1.0]).refine(2).num_tri()
     finally:
         os.sched_setaffinity(0, mask)
+
+
+def dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a . b over the last axis (length 3), broadcast, as three products added left to right.
+
+    Used where the result decides bytes on disk: `@` hands float64 products to BLAS, whose kernel
+    (and so the last bits of a dot product) depends on the CPU."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def power(x: np.ndarray, p: float) -> np.ndarray:
+    """x ** p elementwise with libm's pow: numpy's power (like exp, log, arctan2) takes an AVX-512
+    path on CPUs that have it, whose last bits differ from other CPUs'. For short arrays."""
+    return np.array([math.pow(float(v), p) for v in np.ravel(x)], np.float64).reshape(np.shape(x))
 
 
 def diagonal(mesh: trimesh.Trimesh) -> float:
@@ -193,11 +209,37 @@ def region_radius(mesh: trimesh.Trimesh, center: np.ndarray, normal: np.ndarray,
 
 
 def ray_distance(mesh: trimesh.Trimesh, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Distance along each ray to the first hit (inf when none); open3d's Embree raycaster."""
+    """Distance along each ray to the first hit (inf when none): open3d's Embree raycaster picks the
+    triangle, `triangle_hits` measures the distance (the same bits on every CPU)."""
     import open3d as o3d
 
     rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
-    return scene(mesh).cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    ans = scene(mesh).cast_rays(o3d.core.Tensor(rays))
+    pid = ans["primitive_ids"].numpy().astype(np.int64)
+    hit = np.isfinite(ans["t_hit"].numpy()) & (pid != o3d.t.geometry.RaycastingScene.INVALID_ID)
+    t = np.full(len(rays), np.inf)
+    if hit.any():
+        v = np.asarray(mesh.vertices, np.float32).astype(np.float64)  # the triangles the raycaster holds
+        t[hit] = triangle_hits(v, np.asarray(mesh.faces)[pid[hit]], rays[hit, :3].astype(np.float64),
+                               rays[hit, 3:].astype(np.float64))[0]
+    return t
+
+
+def triangle_hits(vertices: np.ndarray, triangles: np.ndarray, origins: np.ndarray,
+                  directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(t, unit normal) of each ray o + t d meeting the plane of its triangle (`triangles`: (K, 3)
+    vertex indices, one per ray), in float64 with elementwise products and sums only.
+
+    Why not the raycaster's own t: Embree computes it with the CPU's approximate reciprocal
+    (RCPPS and a Newton step), whose last bits differ between Intel and AMD processors."""
+    a, b, c = vertices[triangles[:, 0]], vertices[triangles[:, 1]], vertices[triangles[:, 2]]
+    e1, e2 = b - a, c - a
+    n = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
+                  e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
+    den = dot3(directions, n)
+    t = dot3(a - origins, n) / np.where(den != 0, den, 1.0)  # den = 0: a ray in the plane of a degenerate triangle
+    length = np.sqrt(dot3(n, n))
+    return t, n / np.where(length > 0, length, 1.0)[:, None]
 
 
 def wall_thicknesses(mesh: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray) -> np.ndarray:

@@ -240,9 +240,15 @@ def dask_client(address: str):
         from distributed import Client
     except ImportError as exc:  # pragma: no cover - a dependency; only a broken install lacks it
         raise AnomalygenError(f"--scheduler needs the 'distributed' package ({exc})") from None
+    from anomalygen.dask_tls import client_security, refused_reason
+
+    security = client_security(address)  # None unless tls://; a credentials problem is one line, before connecting
     try:
-        return Client(address, timeout="10s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+        return Client(address, timeout="10s", set_as_default=False, **({"security": security} if security else {}))
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        refused = refused_reason(exc)
+        if refused:
+            raise AnomalygenError(f"--scheduler {address}: {refused}") from None
         raise AnomalygenError(f"--scheduler {address}: no Dask scheduler answers there ({failure_reason(exc)})") from None
 
 

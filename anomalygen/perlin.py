@@ -185,7 +185,7 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
     its row through y only. Expanding the two lerps, noise = R(y) . S(x) with 4 row terms
     R = [(1-fy), (1-fy) y, fy, fy (y-1)] and 4 column terms S that hold the column's fades
     times the corner gradients of each row cell. So per pixel only a 4-term dot product
-    remains (one batched matmul over row cells); hashing runs once per (row cell, column
+    remains (`_dot4`, broadcast over row cells); hashing runs once per (row cell, column
     cell). Same values as the per-pixel form up to float32 re-association (~1e-7).
     """
     xs = np.ascontiguousarray(xs, np.float32)
@@ -204,13 +204,20 @@ def _noise2_grid(xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32,
         g_2 = np.concatenate([g_a[:, 2:], g_b[:, 2:]], 1)   # [ab_x, ab_y, bb_x, bb_y]
         T = g_1[..., None] * ra + g_2[..., None] * rb        # (row cells, 4, column cells, rows in cell)
         T = T.transpose(2, 0, 3, 1).reshape(n_c, len(ys), 4)
-        return np.matmul(T, cols).transpose(1, 0, 2).reshape(len(ys), len(xs))
+        return _dot4(T[:, :, None, :], cols.transpose(0, 2, 1)[:, None]).transpose(1, 0, 2).reshape(len(ys), len(xs))
     if crun is None:
         S = (g_a[..., None] * ca + g_b[..., None] * cb).reshape(n_r, 4, len(xs))
     else:
         S = g_a[:, :, crun] * ca + g_b[:, :, crun] * cb      # (row cells, 4, W)
-    out = np.matmul(rp, S).reshape(-1, len(xs))              # (row cells * rows in cell, W)
+    out = _dot4(rp[..., None, :], S.transpose(0, 2, 1)[:, None]).reshape(-1, len(xs))  # (row cells * rows in cell, W)
     return out[rows] if isinstance(rows, slice) else np.take(out, rows, axis=0)
+
+
+def _dot4(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum over the last axis (length 4) of a * b, broadcast: four products added left to right. Not a
+    matmul: BLAS kernels differ per CPU (FMA, summation order), and the noise must have the same
+    bits on every x86-64 machine."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2] + a[..., 3] * b[..., 3]
 
 
 @lru_cache(maxsize=512)

@@ -50,10 +50,12 @@ RULES: dict[str, dict[str, tuple]] = {
         "dataset.write_meshes": ("oneof", "normal", "all", "none", True, False),
         "shapes.source": ("kinds", "str", "null"),
         "shapes.max_edge": ("num", 1e-4, 1.0), "shapes.voxel_pitch": ("num", 1e-4, 1.0),
+        "shapes.max_repair_tau": ("num", 0.0, 1e6),
         "labels.tau": POSITIVE_UNIT, "labels.rim_distance": POSITIVE_UNIT, "labels.anomaly_ratio": UNIT,
         "labels.max_retries": ("int", 0, 50), "labels.accept_factor": ("num", 1.0, 1e6),
         "defects.*.target_ratio": POSITIVE_UNIT, "defects.*.segments": ("int", 3, 10000),
         "defects.*.max_wall_fraction": UNIT, "defects.*.extremity_quantile": UNIT,
+        "defects.*.min_share_beyond_tau": UNIT,
     },
     "das3d": {
         "seed": SEED, "size": ("int", 0, 4096), "per_image": ("int", 1, 1000),
@@ -71,6 +73,7 @@ RULES: dict[str, dict[str, tuple]] = {
     "detectors": {
         "run.threads": ("kinds", "int>=1", "null"), "run.aupro_thresholds": ("kinds", "int>=1", "null"),
         "run.aupro_fpr_limit": POSITIVE_UNIT, "run.device": ("kinds", "str"),
+        "run.precision": ("oneof", "auto", "32-true", "bf16-mixed"),
     },
 }
 # a free mapping in one recipe that overrides another recipe (checked as a partial recipe of that kind)

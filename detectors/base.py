@@ -19,6 +19,7 @@ probing for private methods:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,13 @@ import torch
 
 from anomalygen.detectors.data import SampleDataset, sample_kind
 from anomalygen.errors import AnomalygenError
+from anomalygen.limits import count_within, usable_cpus
 from anomalygen.io import write_text_atomic
 from anomalygen.io.samples import Sample
 
 STATE_FILE = "detector.json"
+# Recipe `run.precision`: auto = bf16-mixed on a CUDA GPU that has bf16, else 32-true (training and scoring).
+PRECISIONS = ("auto", "32-true", "bf16-mixed")
 
 
 @dataclass
@@ -45,6 +49,7 @@ class FitOptions:
     devices        > 1: data-parallel (DDP) training over that many devices
     loader_workers DataLoader worker processes reading the training samples
     progress       show progress bars
+    precision      auto | 32-true | bf16-mixed (recipe run.precision; see `mixed_precision`)
     task           the task's name, for messages
     irrelevant     training-sample references of the task's task-irrelevant classes (other classes than
                    the ones trained and tested; filled for detectors with `uses_irrelevant`)
@@ -56,8 +61,19 @@ class FitOptions:
     devices: int = 1
     loader_workers: int = 0
     progress: bool = False
+    precision: str = "auto"
     task: str = ""
     irrelevant: Sequence = ()
+
+
+def check_devices(n, device: torch.device) -> int:
+    """--devices N for training on `device`: at most the CPU cores this process may use on cpu (each
+    device is a process), at most the GPUs from `device`'s index on for cuda (anomalygen.limits)."""
+    if device.type == "cuda":
+        first = device.index or 0
+        where = f" from {device} on" if first else ""
+        return count_within(n, "--devices", max(torch.cuda.device_count() - first, 0), f"CUDA GPU(s){where}")
+    return count_within(n, "--devices", usable_cpus(), "CPU cores")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -71,6 +87,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AnomalygenError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
     return dev
+
+
+def check_precision(precision) -> str:
+    if precision not in PRECISIONS:
+        raise AnomalygenError(f"run.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def mixed_precision(precision: str, device: torch.device) -> bool:
+    """Whether `precision` means bf16 autocast on `device`: bf16-mixed anywhere (CPU autocast included),
+    auto only on a CUDA GPU with bf16."""
+    check_precision(precision)
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16-mixed"
 
 
 class Detector:
@@ -89,6 +120,8 @@ class Detector:
         self.kind: str | None = None
         self.fitted = False
         self.training_info: dict = {}  # how the last fit went (epochs, steps, stopped, ...): the engine records it
+        # scoring precision (PRECISIONS): bf16 autocast around _score; the engine sets it from run.precision
+        self.precision = "32-true"
 
     # -- public API -------------------------------------------------------------------
     def fit(self, train, options: FitOptions | None = None) -> "Detector":
@@ -113,7 +146,7 @@ class Detector:
             raise AnomalygenError(f"{self.name}: score() called before fit() or load()")
         if sample_kind(sample) != self.kind:
             raise AnomalygenError(f"{self.name} was fitted on {self.kind} but got a {sample_kind(sample)} sample")
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             s, amap = self._score(sample)
         return float(s), np.asarray(amap, dtype=np.float32)
 
@@ -127,9 +160,16 @@ class Detector:
         for s in samples:
             if sample_kind(s) != self.kind:
                 raise AnomalygenError(f"{self.name} was fitted on {self.kind} but got a {sample_kind(s)} sample")
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             res = self._score_many(list(samples))
         return [(float(s), np.asarray(m, dtype=np.float32)) for s, m in res]
+
+    def autocast(self):
+        """bf16 autocast when `precision` asks for it on this device, else nothing. Distances, losses and
+        maps stay float32 inside it (anomalygen.detectors.common.points.float32)."""
+        if not mixed_precision(self.precision, self.device):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def save(self, directory: str | Path) -> Path:
         if not self.fitted:
@@ -143,18 +183,28 @@ class Detector:
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "auto") -> "Detector":
-        """Load a saved detector; called on the base class it dispatches on the saved name."""
+        """Load a saved detector; called on the base class it dispatches on the saved name. A file of
+        it that cannot be read back raises DamagedFile naming that file (anomalygen.detectors.stored)."""
+        from anomalygen.detectors.stored import DamagedFile, read_json, reading
+
         directory = Path(directory)
         path = directory / STATE_FILE
         if not path.is_file():
             raise AnomalygenError(f"{directory}: not a saved detector (no {STATE_FILE})")
-        state = json.loads(path.read_text())
+        state = read_json(path, "saved detector file")
+        with reading(path, "saved detector file"):  # its keys: missing or of the wrong type
+            name, config, kind, saved = state["detector"], dict(state["config"]), state["kind"], state.get("state", {})
         if cls is Detector:
             from anomalygen.detectors import get_detector
-            cls = get_detector(state["detector"])
-        det = cls(state["config"], device)
-        det.kind = state["kind"]
-        det._load_state(directory, state.get("state", {}))
+            cls = get_detector(name)
+        det = cls(config, device)
+        det.kind = kind
+        try:
+            det._load_state(directory, saved)
+        except DamagedFile:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. weights of another network shape
+            raise DamagedFile(path, f"the saved detector does not match its stored files ({type(exc).__name__})") from None
         det.fitted = True
         return det
 

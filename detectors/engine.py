@@ -24,29 +24,34 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalygen.errors import AnomalygenError, MetricError
+from anomalygen.errors import AnomalygenError, FormatError, MetricError, Terminated
 from anomalygen.io import open_dataset
+from anomalygen.io.lock import lock_folder
 from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
+from anomalygen.limits import minutes
 from anomalygen.metrics import aupro, image_auroc, pixel_auroc, point_auroc
 from anomalygen.recipe_schema import check_recipe
 from anomalygen.recipes import builtin_recipes, get_key, load_recipe
 from anomalygen.detectors import available_detectors, get_detector
-from anomalygen.detectors.base import Detector, FitOptions, resolve_device
+from anomalygen.detectors.base import Detector, FitOptions, check_devices, check_precision, resolve_device
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.reports.tables import summarize, write_metrics
-from anomalygen.detectors.runs import (RUN_VERSION, TRAINED, TRAINING, can_resume, check_resumable, claim_folder,
-                                       is_saved, model_dir, read_run, release_folder, saved_models, write_run)
+from anomalygen.detectors.runs import (FINGERPRINT, RUN_VERSION, TRAINED, TRAINING, can_resume, check_resumable,
+                                       claim_folder, is_saved, model_dir, read_run, release_folder, retrain_remedy,
+                                       saved_models, training_fingerprint, write_run)
+from anomalygen.detectors.stored import DamagedFile
 from anomalygen.detectors.scores import task_scores_file, write_scores
 from anomalygen.detectors.tasks import Task, plan_tasks, split_classes
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the run folder was put in order: kept with what can be
-    resumed (`resumable`), or removed when nothing could be. str() is the line to show."""
+    """Ctrl-C or SIGTERM during training, after the run folder was put in order: kept with what can be
+    resumed (`resumable`), or removed when nothing could be. str() is the line to show; exit_code is
+    the shell's for the signal (130 = SIGINT, 143 = SIGTERM)."""
 
-    def __init__(self, message: str, run_dir: Path, resumable: bool):
+    def __init__(self, message: str, run_dir: Path, resumable: bool, exit_code: int = 130):
         super().__init__(message)
-        self.run_dir, self.resumable = run_dir, resumable
+        self.run_dir, self.resumable, self.exit_code = run_dir, resumable, exit_code
 
     def __str__(self) -> str:
         return self.args[0]
@@ -74,10 +79,16 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
     set_threads(get_key(rec, "run.threads", None))
     loader_workers = recipe_loader_workers(rec)
-    _check_fit_limits(max_minutes, devices)
+    precision = check_precision(get_key(rec, "run.precision", "auto"))
+    max_minutes = minutes(max_minutes)
+    if cls.trains_network or devices != 1:
+        check_devices(devices, dev)
     data = Path(data)
     dataset = open_dataset(data)
     tasks = plan_tasks(dataset, classes, train_classes, test_classes, irrelevant=cls.uses_irrelevant)
+    if evaluate if evaluate is not None else get_key(rec, "run.evaluate", True):
+        check_test_files(dataset, tasks)  # before hours of training, not after
+    fingerprint = training_fingerprint(dataset, [c for t in tasks for c in t.train + t.irrelevant])
     # validates the detector's settings before anything is written; the realized config has defaults filled in
     config = cls(get_key(rec, detector, {}) or {}, dev).config
     out = Path(out)
@@ -85,18 +96,22 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
         "version": RUN_VERSION, "status": TRAINING, "detector": detector, "data": str(data.resolve()),
         "layout": dataset.layout, "device": str(dev), "recipe": rec.get("_source"), "overrides": overrides or {},
         "config": config, "run": get_key(rec, "run", {}), "fit": {"max_minutes": max_minutes, "devices": devices},
-        "zero_shot": bool(split_classes(train_classes)), "tasks": [t.as_dict() for t in tasks], "trained": {},
+        "zero_shot": bool(split_classes(train_classes, "--train-class")), "tasks": [t.as_dict() for t in tasks],
+        "trained": {}, FINGERPRINT: fingerprint,
     }
     claim = claim_folder(out, overwrite=overwrite, resume=resume)
     previous = check_resumable(out, run) if resume else {}
+    if resume:
+        check_saved_models(out, tasks)
     try:
         write_run(out, run)
         options = FitOptions(resume=resume, max_minutes=max_minutes, devices=devices, loader_workers=loader_workers,
-                             progress=progress)
+                             progress=progress, precision=precision)
         _train_tasks(cls, dev, dataset, tasks, out, options, run, previous.get("trained", {}))
     except BaseException as exc:
-        if _is_interrupt(exc):
-            raise _interrupted(out, claim, len({t.model_key for t in tasks})) from None
+        cause = _interrupt_of(exc)
+        if cause is not None:
+            raise _interrupted(out, claim, len({t.model_key for t in tasks}), isinstance(cause, Terminated)) from None
         release_folder(out, claim)  # no half-trained run left behind
         raise
     run["status"] = TRAINED
@@ -122,42 +137,64 @@ def _train_tasks(cls, dev, dataset, tasks: list[Task], out: Path, options: FitOp
             run["trained"][task.model_key] = {**previous.get(task.model_key, {}), **counts}
         else:
             det: Detector = cls(run["config"], dev)
-            det.fit(refs, replace(options, workdir=workdir, task=task.model_key, irrelevant=irrelevant))
+            try:  # a damaged checkpoint or loss curve of a resumed fit
+                det.fit(refs, replace(options, workdir=workdir, task=task.model_key, irrelevant=irrelevant))
+            except DamagedFile as exc:
+                raise exc.with_remedy(retrain_remedy(out, task.model_key)) from None
             det.save(workdir)
             run["trained"][task.model_key] = {**counts, **det.training_info}
         write_run(out, run)
 
 
-def _is_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C, also when a library turned it into its own error (open3d's import does: ImportError
-    'initialization failed' with the KeyboardInterrupt as its cause)."""
+def _interrupt_of(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM) behind `exc`, also when a library turned it into its own error (open3d's
+    import does: ImportError 'initialization failed' with the KeyboardInterrupt as its cause)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            return True
+            return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
-def _interrupted(out: Path, claim: str | None, models: int) -> TrainingInterrupted:
+def _interrupted(out: Path, claim: str | None, models: int, terminated: bool = False) -> TrainingInterrupted:
     """Keep an interrupted run that can be resumed; otherwise undo what this call created."""
+    how, code = ("terminated (SIGTERM)", 143) if terminated else ("interrupted", 130)
     if can_resume(out):
-        return TrainingInterrupted(f"interrupted: {out} kept ({len(saved_models(out))} of {models} models saved); "
-                                   "run the same command with --resume to continue", out, True)
+        return TrainingInterrupted(f"{how}: {out} kept ({len(saved_models(out))} of {models} models saved); "
+                                   "run the same command with --resume to continue", out, True, code)
     release_folder(out, claim)
     if claim is None:
-        return TrainingInterrupted(f"interrupted: nothing to resume from yet in {out}", out, False)
+        return TrainingInterrupted(f"{how}: nothing to resume from yet in {out}", out, False, code)
     undone = "removed" if claim == "created" else "emptied"
-    return TrainingInterrupted(f"interrupted before anything could be resumed; {out} {undone}", out, False)
+    return TrainingInterrupted(f"{how} before anything could be resumed; {out} {undone}", out, False, code)
 
 
-def _check_fit_limits(max_minutes, devices) -> None:
-    if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
-                                    or not max_minutes > 0):
-        raise AnomalygenError(f"--max-minutes must be a positive number of minutes, got {max_minutes!r}")
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise AnomalygenError(f"--devices must be a positive integer, got {devices!r}")
+def check_test_files(dataset, tasks: list[Task]) -> None:
+    """One line for the first test sample the layout's reader would refuse for want of a file (an
+    anomalous sample without its ground truth: it would be scored as all normal)."""
+    for c in sorted({t.test for t in tasks}):
+        for ref in dataset.samples(c, "test"):
+            problem = dataset.missing(ref)
+            if problem:
+                raise FormatError(problem)
+
+
+def check_saved_models(run_dir: Path, tasks: list[Task]) -> None:
+    """Before a resumed run trains anything: every saved model it would keep loads, or one line names
+    the damaged file and what to do."""
+    for key in sorted({t.model_key for t in tasks}):
+        if is_saved(model_dir(run_dir, key)):
+            load_model(run_dir, key, "cpu")
+
+
+def load_model(run_dir: Path, model_key: str, device) -> Detector:
+    """The saved detector of one task; a damaged file of it is one line saying how to retrain that task."""
+    try:
+        return Detector.load(model_dir(run_dir, model_key), device)
+    except DamagedFile as exc:
+        raise exc.with_remedy(retrain_remedy(run_dir, model_key)) from None
 
 
 def recipe_loader_workers(rec: dict) -> int:
@@ -260,6 +297,7 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
     run_cfg = run.get("run", {})
     dev = resolve_device(device or run_cfg.get("device", "auto"))
     set_threads(run_cfg.get("threads"))
+    precision = check_precision(run_cfg.get("precision", "auto"))
     out = Path(out) if out else run_dir
     tasks = [Task.from_dict(t) for t in run["tasks"]]
     known = dataset.classes()
@@ -267,10 +305,13 @@ def evaluate_run(run_dir, data=None, device: str | None = None, out=None, progre
         if t.test not in known or not dataset.samples(t.test, "test"):
             raise AnomalygenError(f"class {t.test!r} has no test split in {data}")
     save_maps = run_cfg.get("save_maps", True)
+    out.mkdir(parents=True, exist_ok=True)
+    lock_folder(out, "--out" if out != run_dir else "run folder")  # a run being trained or scored is not scored twice
     rows, models = [], {}
     for task in tqdm(tasks, desc=f"evaluate {run['detector']}", disable=not progress, leave=False, dynamic_ncols=True):
         if task.model_key not in models:
-            models = {task.model_key: Detector.load(model_dir(run_dir, task.model_key), dev)}
+            models = {task.model_key: load_model(run_dir, task.model_key, dev)}
+            models[task.model_key].precision = precision
         path = task_scores_file(out, task.name) if save_maps else None
         rows.append(evaluate_task(models[task.model_key], dataset, task, run_cfg, progress, path))
     kind = "images" if dataset.layout == MVTEC_LAYOUT else "points"

@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from anomalygen.io import atomic_path
 from anomalygen.detectors.base import Detector, FitOptions
 from anomalygen.detectors.settings import as_section, from_section
 from anomalygen.detectors.data import SampleDataset
+from anomalygen.detectors.stored import load_torch, save_torch
 from anomalygen.detectors.training.config import TrainConfig
 
 WEIGHTS_FILE = "model.pt"
@@ -113,13 +113,12 @@ class NeuralDetector(Detector):
         self.network.to(self.device).eval()
 
     def _save_state(self, directory: Path) -> dict:
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            torch.save(self.network.state_dict(), tmp)
+        save_torch(self.network.state_dict(), directory / WEIGHTS_FILE)  # same weights, same bytes
         return {"weights": WEIGHTS_FILE, "training": self.training_info}
 
     def _load_state(self, directory: Path, state: dict) -> None:
         self.network = self.build_network()
-        weights = torch.load(directory / state.get("weights", WEIGHTS_FILE), map_location="cpu", weights_only=True)
+        weights = load_torch(directory / state.get("weights", WEIGHTS_FILE))
         self.network.load_state_dict(weights)
         self.network.to(self.device).eval()
         self.training_info = state.get("training", {})

@@ -38,11 +38,14 @@ def write_scores(path: str | Path, names: Sequence[str], defects: Sequence[str],
 
 def read_scores(path: str | Path) -> dict:
     """A task's predictions: names, defects, scores (float64 array) and the list of maps (float32)."""
-    z = np.load(path)
-    maps, off = [], 0
-    for h, w in z["shapes"]:
-        n = h * w if w else h
-        m = z["maps"][off:off + n].astype(np.float32)
-        maps.append(m.reshape(h, w) if w else m)
-        off += n
-    return {"names": list(z["names"]), "defects": list(z["defects"]), "scores": z["scores"], "maps": maps}
+    from anomalygen.detectors.stored import reading
+
+    with reading(path, "scores file"):
+        z = np.load(path, allow_pickle=False)
+        maps, off = [], 0
+        for h, w in z["shapes"]:
+            n = h * w if w else h
+            m = z["maps"][off:off + n].astype(np.float32)
+            maps.append(m.reshape(h, w) if w else m)
+            off += n
+        return {"names": list(z["names"]), "defects": list(z["defects"]), "scores": z["scores"], "maps": maps}

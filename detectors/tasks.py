@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from anomalygen.errors import AnomalygenError
+from anomalygen.limits import class_list
 
 
 @dataclass
@@ -43,13 +44,10 @@ class Task:
         return cls(d["name"], list(d["train"]), d["test"], list(d.get("irrelevant", [])))
 
 
-def split_classes(value: str | Sequence[str] | None) -> list[str] | None:
-    """'a,b' or ['a', 'b'] -> ['a', 'b']; None or nothing named -> None."""
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    items = [c.strip() for c in items if c.strip()]
-    return items or None
+def split_classes(value: str | Sequence[str] | None, option: str = "--classes") -> list[str] | None:
+    """'a,b' or ['a', 'b'] -> ['a', 'b']; None or nothing named -> None; a class named twice is refused
+    (anomalygen.limits.class_list, the rule of every command)."""
+    return class_list(value, option)
 
 
 def plan_tasks(dataset, classes=None, train_classes=None, test_classes=None, irrelevant: bool = False) -> list[Task]:
@@ -58,7 +56,8 @@ def plan_tasks(dataset, classes=None, train_classes=None, test_classes=None, irr
     known = dataset.classes()
     if not known:
         raise AnomalygenError(f"{dataset.root}: dataset holds no classes")
-    classes, train_classes, test_classes = map(split_classes, (classes, train_classes, test_classes))
+    classes, train_classes, test_classes = (split_classes(v, o) for v, o in (
+        (classes, "--classes"), (train_classes, "--train-class"), (test_classes, "--test-class")))
     if (train_classes is None) != (test_classes is None):
         raise AnomalygenError("zero-shot mode needs both --train-class and --test-class")
     if train_classes and classes:

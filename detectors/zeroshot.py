@@ -33,8 +33,11 @@ from tqdm import tqdm
 
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import open_dataset, write_text_atomic
+from anomalygen.io.lock import lock_folder
 from anomalygen.io.mvtec3d import LAYOUT as MVTEC_LAYOUT
+from anomalygen.io.output_dir import check_out_path
 from anomalygen.detectors import get_detector
+from anomalygen.detectors.stored import DamagedFile, read_json
 from anomalygen.detectors.tasks import split_classes
 
 PROTOCOL_FILE = "zero-shot.json"
@@ -44,19 +47,20 @@ METRICS = (("aupro", "pixel AUPRO (Table 1)"), ("i_auroc", "image AUROC (Table 2
 def check_protocol(detectors, data, classes=None) -> tuple[list[str], list[str]]:
     """(detectors, classes) after checking them: registered detectors, no repeats, >= 2 classes of an
     MVTec 3D-AD-layout root (default: all of its classes), each with train and test samples."""
-    names = split_classes(detectors) or []
+    names = [d.strip() for d in (detectors.split(",") if isinstance(detectors, str) else detectors or []) if d.strip()]
     if not names:
         raise AnomalygenError("name at least one detector (--detectors btf or --detectors zal3d,btf)")
     if len(set(names)) != len(names):
         raise AnomalygenError(f"detector named twice in {','.join(names)}")
     for name in names:
         get_detector(name)
+    wanted = split_classes(classes)  # a class named twice: refused before the data is opened
     dataset = open_dataset(Path(data))
     if dataset.layout != MVTEC_LAYOUT:
         raise AnomalygenError(f"{data} is {dataset.layout}; the zero-shot protocol needs an MVTec 3D-AD-layout root "
                               "(pixel AUPRO), e.g. from `anomalygen render-mvtec3d`")
     known = dataset.classes()
-    chosen = split_classes(classes) or known
+    chosen = wanted or known
     for c in chosen:
         if c not in known:
             raise AnomalygenError(f"class {c!r} is not in {data}; it holds: {', '.join(known)}")
@@ -113,10 +117,11 @@ def _claim(out: Path, protocol: dict) -> None:
     """Start OUT, or continue the same protocol in it; anything else there is refused."""
     p = out / PROTOCOL_FILE
     if p.is_file():
+        lock_folder(out)  # one writer: a second zero-shot into OUT stops here
         try:
-            previous = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise AnomalygenError(f"{p}: corrupt protocol file ({exc})") from None
+            previous = read_json(p, "zero-shot protocol file")
+        except DamagedFile as exc:
+            raise exc.with_remedy("start the square again in an empty --out") from None
         differ = [k for k in protocol if previous.get(k) != json.loads(json.dumps(protocol[k]))]
         if differ:
             raise AnomalygenError(f"{out} holds a zero-shot run with other {', '.join(differ)}; "
@@ -124,7 +129,11 @@ def _claim(out: Path, protocol: dict) -> None:
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AnomalygenError(f"{out} exists and is not an empty folder; choose another --out")
+    check_out_path(out)
     out.mkdir(parents=True, exist_ok=True)
+    lock_folder(out)
+    if any(out.iterdir()):  # another zero-shot started here a moment before
+        raise AnomalygenError(f"{out} exists and is not an empty folder; choose another --out")
     write_text_atomic(p, json.dumps({**protocol, "status": "running"}, indent=1))
 
 

@@ -25,7 +25,7 @@ STAGES = {  # first match wins: longest prefixes first
     "anomalygen.mesh": 2, "anomalygen.render": 2, "anomalygen.depth": 2, "anomalygen.pseudo": 2,
     "anomalygen.blender": 2,
     "anomalygen.shapes": 1,
-    "anomalygen": 0,  # errors, io, metrics, recipes, parallel, seeds, geometry, perlin, scans, preview, validate
+    "anomalygen": 0,  # errors, io, metrics, recipes, parallel, seeds, geometry, perlin, scans, preview, view, validate
 }
 SYNTHESIZERS = ("anomalygen.mesh", "anomalygen.render", "anomalygen.depth", "anomalygen.pseudo", "anomalygen.blender")
 ALLOWED_SYNTH_EDGES = {("anomalygen.render", "anomalygen.mesh"), ("anomalygen.blender", "anomalygen.mesh")}

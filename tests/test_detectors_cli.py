@@ -62,7 +62,8 @@ def test_train_then_evaluate_points_writes_run_metrics_and_previews(pc, tmp_path
 
     r = run("preview", out, "--per-class", "2")
     assert r.exit_code == 0, r.output
-    pngs = r.output.split()
+    pngs = r.stdout.split()  # the PNG paths
+    assert f"anomalygen view {out}" in r.stderr  # and where to turn the samples in 3D
     assert len(pngs) == 2 and Image.open(pngs[0]).size[1] > 2 * 192
     sheet = np.asarray(Image.open(pngs[0]).convert("RGB")).astype(int)
     head = 14  # a line naming the sample above each row of panels
@@ -84,8 +85,8 @@ def test_images_layout_reports_pixel_metrics(tmp_path):
     row = json.loads((tmp_path / "run" / "metrics.json").read_text())["rows"][0]
     assert row["aupro"] >= 0.7 and row["p_auroc"] >= 0.8
     r = run("preview", tmp_path / "run", "--per-class", "2")
-    assert r.exit_code == 0 and r.output.strip().endswith("dome.png")
-    assert Image.open(r.output.strip()).size == (4 * 192, 2 * (14 + 192 + 4))  # surface, truth, predicted, overlay
+    assert r.exit_code == 0 and r.stdout.strip().endswith("dome.png")
+    assert Image.open(r.stdout.strip()).size == (4 * 192, 2 * (14 + 192 + 4))  # surface, truth, predicted, overlay
     # the predicted panel is bright where the truth mask is
     sc = read_scores(tmp_path / "run" / "scores" / "dome.npz")
     i = sc["defects"].index("bump")

@@ -126,7 +126,7 @@ def test_label_rule_exact_and_ratio_in_bounds(level):
     fine, _ = class_mesh(settings, "cup1")
     for i, defect in enumerate(DEFECTS):
         seed = sample_seed(settings.seed, "cup1", "test", 100 + i)
-        res, pts, lab, _, _ = _anomalous_sample(settings, fine, Job("cup1", "test", 100 + i, defect, "x"), seed, 3000)
+        res, pts, lab = _anomalous_sample(settings, fine, Job("cup1", "test", 100 + i, defect, "x"), seed, 3000)[:3]
         p = pts.astype(np.float64)
         d = trimesh.proximity.closest_point(fine, p)[1]
         want = d > settings.tau

@@ -36,7 +36,7 @@ from anomalygen.errors import AnomalygenError
 from anomalygen.io import ImageSample, mvtec3d
 
 ORDER = ["build-shapenet", "render-mvtec3d", "depth-defects", "pseudo-anomalies", "validate", "preview",
-         "pretrain-detector", "train-detector", "zero-shot", "evaluate", "blender"]
+         "pretrain-detector", "train-detector", "zero-shot", "evaluate", "view", "blender"]
 RENDER_COUNTS = ["counts.train=2", "counts.validation=1", "counts.test_good=1", "counts.test_per_defect=1"]
 
 

@@ -47,13 +47,13 @@ def test_shapenet_layout_mapping_repair_and_skip(tmp_path):
     (root / "taxonomy.json").write_text(json.dumps([
         {"synsetId": "02876657", "name": "bottle", "children": [], "numInstances": 2},
         {"synsetId": "02880940", "name": "bowl", "children": [], "numInstances": 1}]))
-    # bottle models: one unusable (not a mesh), one open cylinder (needs repair)
+    # bottle models: one unusable (not a mesh), one cylinder exported as a soup (needs repair): every
+    # triangle listed twice, once in each winding
     (root / "02876657" / "aaa" / "models").mkdir(parents=True)
     (root / "02876657" / "aaa" / "models" / "model_normalized.obj").write_text("this is not an obj\n")
-    open_cyl = trimesh.creation.cylinder(0.2, 1.0, sections=24)
-    open_cyl.update_faces(np.abs(open_cyl.face_normals[:, 2]) < 0.5)  # drop the caps: an open tube
-    open_cyl.remove_unreferenced_vertices()
-    _write_obj(root / "02876657" / "bbb" / "models" / "model_normalized.obj", open_cyl)
+    cyl = trimesh.creation.cylinder(0.2, 1.0, sections=24)
+    soup = trimesh.Trimesh(cyl.vertices, np.vstack([cyl.faces, cyl.faces[:, ::-1]]), process=False)
+    _write_obj(root / "02876657" / "bbb" / "models" / "model_normalized.obj", soup)
     _write_obj(root / "02880940" / "ccc" / "models" / "model_normalized.obj",
                trimesh.creation.box((3.0, 2.0, 1.0)))
     src = open_source(root)
@@ -66,7 +66,7 @@ def test_shapenet_layout_mapping_repair_and_skip(tmp_path):
         bottle = src.mesh(cls, np.random.default_rng(0))
         assert bottle.is_watertight and bottle.is_volume
         d = src.describe(cls)
-        assert d["model"] == "bbb" and d["repair"] in ("repaired", "voxel-remeshed")
+        assert d["model"] == "bbb" and d["repair"] == "repaired" and max(d["repair_distance_tau"].values()) <= 1
         skipped += d["skipped"]
     assert len(skipped) == 1 and skipped[0].startswith("aaa")
     # no ShapeNet synset for erasers: procedural stand-in, and the manifest says why

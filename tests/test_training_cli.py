@@ -4,8 +4,10 @@ neural detector (patchae), killed and resumed, and stopped by its time budget.""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -76,3 +78,21 @@ def test_max_minutes_stops_training_saves_and_evaluates(setup):
     assert run["status"] == "trained" and info["stopped"] == "max_minutes"
     assert info["epochs"] < RECIPE["patchae"]["train"]["epochs"]
     assert (out / "models" / "sphere0" / "model.pt").is_file() and (out / "metrics.json").is_file()
+
+
+def test_sigterm_keeps_the_run_resumable_and_exits_143(setup):
+    root, data, recipe = setup
+    out = root / "terminated"
+    ckpt = out / "models" / "sphere0" / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(_cmd(data, recipe, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert f"terminated (SIGTERM): {out} kept" in err and "--resume" in err
+    res = subprocess.run(_cmd(data, recipe, out, "--resume"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "run.json").read_text())["trained"]["sphere0"]
+    assert info["resumed_from"] >= 1 and info["epochs"] == RECIPE["patchae"]["train"]["epochs"]

@@ -3,8 +3,10 @@ data order, loss curve, and what importing detectors costs."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,36 @@ except KeyboardInterrupt:
     assert res.returncode == 0 and res.stdout.strip() == "interrupted True", res.stdout + res.stderr
     _, result = fx.fit_tiny(tmp_path, epochs=20, resume=True)
     assert 1 <= result.resumed_from < 20 and result.epochs == 20
+
+
+def test_sigterm_stops_a_long_step_at_once_and_keeps_the_complete_epochs(tmp_path):
+    """Lightning alone would finish the running step first (here 60 s long, as a large network's step on a
+    CPU can be); the fit raises Terminated within seconds instead, and the epochs done resume."""
+    code = f"""
+import sys, time
+sys.path.insert(0, {str(FIXTURES.parent)!r})
+import training_fixtures as fx
+from anomalygen.errors import Terminated
+
+def slow_from_step_7(network, batch, calls=[]):  # epoch 2 starts at step 7 (6 steps an epoch)
+    calls.append(1)
+    if len(calls) >= 7:
+        print("slow step", flush=True)
+        time.sleep(60)
+    return fx.tiny_loss(network, batch)
+
+try:
+    fx.fit_tiny({str(tmp_path)!r}, epochs=3, loss=slow_from_step_7)
+except Terminated as exc:
+    print("terminated", exc, flush=True)
+    sys.exit(143)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "slow step", proc.stderr.read()
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=50)
+    assert proc.returncode == 143 and "terminated by signal 15" in out, out + err
+    assert time.monotonic() - sent < 10
+    _, result = fx.fit_tiny(tmp_path, epochs=3, resume=True)
+    assert result.resumed_from == 1 and result.epochs == 3

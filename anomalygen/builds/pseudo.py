@@ -6,7 +6,10 @@ data whose points of interest (anomalygen.pseudo, an untrained ResNet-50) are at
 Every cloud is prepared as the 3DzAL detector prepares it: resized (nearest) to `size` and its
 background removed (anomalygen.scans).
 
-Output (OUT is written in a temporary folder beside it and renamed when complete):
+Output, under the output-folder rule of every writing command (anomalygen.io.output_dir: an empty
+folder, an earlier pseudo-anomalies output, which is written again, or any folder with --overwrite;
+locked against a second writer). Each file is written atomically and manifest.json last, so a
+folder with a manifest is complete:
     patches.npz     points (n,k,3) float32, labels (n,k) uint8 (1 = pseudo-anomalous point),
                     kind (n,) "adding" | "removing", anchor (n,3), normal (n,) source sample
     interest.npz    per task-irrelevant sample: its name, its points of interest and soft mask A
@@ -18,17 +21,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from anomalygen.builds.depth import list_sources, parse_input
 from anomalygen.errors import AnomalygenError
-from anomalygen.io import write_text_atomic
+from anomalygen.io import atomic_path, write_text_atomic
+from anomalygen.io.atomic import clean_temp
+from anomalygen.io.output_dir import check_out_path, check_owner, claim_output
 from anomalygen.pseudo import ADDING, REMOVING, PatchSettings, points_of_interest, pseudo_patches
 from anomalygen.scans import BackgroundConfig, remove_background, resize_sample
 from anomalygen.seeds import path_seed
+
+
+COMMAND = "pseudo-anomalies"
+MANIFEST = "manifest.json"
 
 
 def prepare(xyz: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -43,11 +51,12 @@ def prepare(xyz: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
 def pseudo_anomalies(out, input_spec: str = "mvtec3d", normal_class: str | None = None,
                      irrelevant: list[str] | None = None, n_patches: int = 32, points: int = 64,
                      tau: float = 0.001, size: int = 224, per_class: int = 2, seed: int = 0, cnn_seed: int = 0,
-                     kinds: tuple[str, ...] = (ADDING, REMOVING), device: str = "cpu", progress=None) -> Path:
+                     kinds: tuple[str, ...] = (ADDING, REMOVING), device: str = "cpu", progress=None,
+                     overwrite: bool = False) -> Path:
     """Write OUT (see the module doc); returns its path. `progress(iterable, total)` wraps the sample loop."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise AnomalygenError(f"{out} exists and is not empty; choose another --out")
+    check_out_path(out)
+    check_owner(out, COMMAND, overwrite)
     for name, value, lo in (("--patches", n_patches, 1), ("--points", points, 4), ("--size", size, 16),
                             ("--per-class", per_class, 1)):
         if value < lo:
@@ -74,6 +83,20 @@ def pseudo_anomalies(out, input_spec: str = "mvtec3d", normal_class: str | None 
                                   f"{', '.join(x for x in classes if x != normal_class)}")
     if ADDING in kinds and not others:
         raise AnomalygenError("adding patches need at least one task-irrelevant class besides the normal one")
+    created = not out.exists()
+    claim_output(out, COMMAND, overwrite)  # every input checked: now the folder is ours, locked
+    try:
+        return _make(out, sources, normal_class, others, n_patches, points, tau, size, per_class, seed, cnn_seed,
+                     kinds, device, progress, input_spec)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _make(out: Path, sources: dict, normal_class: str, others: list[str], n_patches: int, points: int, tau: float,
+          size: int, per_class: int, seed: int, cnn_seed: int, kinds: tuple[str, ...], device: str, progress,
+          input_spec: str) -> Path:
     pick = lambda c: _spread([s for s in sources[c] if s.split == "train"], per_class)  # noqa: E731
     normals, aux = pick(normal_class), [s for c in others for s in pick(c)]
     todo = [("normal", s) for s in normals] + [("irrelevant", s) for s in aux]
@@ -115,28 +138,25 @@ def _spread(items: list, n: int) -> list:
 
 
 def _write(out: Path, patches: list[dict], origin: list[str], interest: list, settings: dict) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        np.savez_compressed(tmp / "patches.npz", points=np.stack([p["points"] for p in patches]),
+    """The four files, each atomically; manifest.json (removed first) last, so it marks a complete output."""
+    (out / MANIFEST).unlink(missing_ok=True)
+    with atomic_path(out / "patches.npz") as tmp:
+        np.savez_compressed(tmp, points=np.stack([p["points"] for p in patches]),
                             labels=np.stack([p["labels"] for p in patches]),
                             kind=np.array([p["kind"] for p in patches]),
                             anchor=np.stack([p["anchor"] for p in patches]), normal=np.array(origin))
-        np.savez_compressed(tmp / "interest.npz", names=np.array([n for n, *_ in interest]),
+    with atomic_path(out / "interest.npz") as tmp:
+        np.savez_compressed(tmp, names=np.array([n for n, *_ in interest]),
                             masks=np.stack([m for _, _, m, _ in interest]) if interest else np.zeros((0, 1, 1), bool),
                             soft=np.stack([a for *_, a in interest]) if interest else np.zeros((0, 1, 1), np.float32))
-        _preview(tmp / "preview.png", interest)
-        records = [{"kind": p["kind"], "normal": o, "anomalous_points": int(p["labels"].sum())}
-                   for p, o in zip(patches, origin)]
-        counts = {k: sum(r["kind"] == k for r in records) for k in (ADDING, REMOVING)}
-        write_text_atomic(tmp / "manifest.json", json.dumps({"settings": settings, "counts": counts,
-                                                             "patches": records}, indent=2))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_path(out / "preview.png") as tmp:
+        _preview(tmp, interest)
+    records = [{"kind": p["kind"], "normal": o, "anomalous_points": int(p["labels"].sum())}
+               for p, o in zip(patches, origin)]
+    counts = {k: sum(r["kind"] == k for r in records) for k in (ADDING, REMOVING)}
+    write_text_atomic(out / MANIFEST, json.dumps({"settings": settings, "counts": counts, "patches": records},
+                                                 indent=2))
+    clean_temp(out)
     return out
 
 

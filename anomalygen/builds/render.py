@@ -22,6 +22,7 @@ from anomalygen.io import mvtec3d
 from anomalygen.io.atomic import clean_temp
 from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
+from anomalygen.limits import class_list
 from anomalygen.recipes import load_recipe, require
 from anomalygen.render.sample import RenderConfig, render_sample
 from anomalygen.render.scene import MVTEC_CLASSES, known_classes
@@ -53,7 +54,7 @@ def mvtec_classes(classes) -> list[str]:
         if not 1 <= n <= len(MVTEC_CLASSES):
             raise AnomalygenError(f"--classes {n}: choose 1..{len(MVTEC_CLASSES)} (MVTec 3D-AD: {', '.join(MVTEC_CLASSES)})")
         return list(MVTEC_CLASSES[:n])
-    return [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip()]
+    return class_list(classes) or []
 
 
 def render_mvtec3d(out: str | os.PathLike, classes: list[str] | None = None, recipe: dict | None = None,

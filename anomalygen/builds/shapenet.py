@@ -25,6 +25,7 @@ from anomalygen.io import PointSample, write_bytes_atomic, write_text_atomic
 from anomalygen.io.atomic import all_or_nothing, clean_temp
 from anomalygen.io.json_stream import write_json_stream_atomic
 from anomalygen.io.output_dir import claim_output
+from anomalygen.limits import class_list
 from anomalygen.io import anomaly_shapenet as asn
 from anomalygen.io.samples import GOOD
 from anomalygen.recipes import get_key, require
@@ -33,12 +34,13 @@ from anomalygen.builds.cluster import BuildFailed, run_samples
 from anomalygen.builds.difficulty import recipe_difficulty, scale_defect
 from anomalygen.builds.engines import get_engine
 from anomalygen.builds.point_layouts import REAL3D_TYPE, point_output
-from anomalygen.mesh.labels import label_points
+from anomalygen.mesh.labels import beyond_share, label_parts
 from anomalygen.mesh.objfile import obj_bytes
 from anomalygen.mesh.refine import refine
 from anomalygen.mesh.result import DEFECTS, REMOVAL
 from anomalygen.mesh.sampling import sample_surface
 from anomalygen.seeds import class_entropy
+from anomalygen.shapes.repair import RepairSettings
 from anomalygen.shapes.sources import open_source
 
 SPLIT_CODE = {"train": 0, "test": 1}
@@ -78,6 +80,11 @@ class Settings:
     binary: bool
     write_meshes: str  # 'normal' (one per class) | 'all' (every sample) | 'none'
     layout: str = asn.LAYOUT  # 'anomaly-shapenet' | 'real3d-ad' (anomalygen.builds.point_layouts)
+    max_repair_tau: float = 1.0  # a source mesh whose repair moved it farther (in tau) is refused
+
+    def repair(self) -> RepairSettings:
+        """How source meshes are repaired and when a repair is refused (anomalygen.shapes.repair)."""
+        return RepairSettings(voxel_pitch=self.voxel_pitch, max_tau=self.max_repair_tau, tau=self.tau)
 
 
 @dataclass
@@ -90,14 +97,17 @@ class Record:
     points: int
     anomaly_ratio: float
     target_ratio: float | None = None
-    attempts: int = 0
+    attempts: int = 0     # defect draws and resizes tried
     params: dict = field(default_factory=dict)
     rejected: str = ""    # why no files were written for this sample (its ratio missed the recipe range)
     seconds: float = 0.0  # in memory only: never in a record file or the manifest (timing differs run to run)
+    beyond_tau_share: float | None = None  # share of the labelled points farther than tau from the original surface
 
     def stored(self) -> dict:
-        """What the record file and the manifest hold: no timing, `rejected` only when set."""
-        return {k: v for k, v in asdict(self).items() if k != "seconds" and (k != "rejected" or v)}
+        """What the record file and the manifest hold: no timing, `rejected` and `beyond_tau_share`
+        only when set."""
+        return {k: v for k, v in asdict(self).items()
+                if k != "seconds" and (k != "rejected" or v) and (k != "beyond_tau_share" or v is not None)}
 
 
 # ------------------------------------------------------------------ planning
@@ -151,9 +161,9 @@ _CACHE: dict = {}
 
 
 def _source(settings: Settings):
-    key = ("source", settings.source, settings.voxel_pitch)
+    key = ("source", settings.source, settings.repair())
     if key not in _CACHE:
-        _CACHE[key] = open_source(settings.source, settings.voxel_pitch)
+        _CACHE[key] = open_source(settings.source, settings.repair())
     return _CACHE[key]
 
 
@@ -171,7 +181,9 @@ def class_mesh(settings: Settings, cls: str):
 
 
 def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: int):
-    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits."""
+    """Apply the defect, sample, label; resize and retry (bounded) until the ratio fits and enough of
+    the labelled points lie beyond tau (`min_share_beyond_tau` of the defect's section: a cut on a
+    part thinner than the defect can show, labelled by its rim alone, is redrawn elsewhere)."""
     key = ("engine", settings.engine)
     if key not in _CACHE:
         _CACHE[key] = get_engine(settings.engine)
@@ -180,10 +192,12 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
     tau, rim = settings.tau * D, settings.rim_distance * D
     lo, hi = settings.ratio
     base = {**settings.defect_params.get(job.defect, {}), "tau": settings.tau, "rim_distance": settings.rim_distance}
-    scale, target, best, errors, draw, resized, last_r = 1.0, None, None, [], 0, 0, 0.0
+    need = float(base.pop("min_share_beyond_tau", 0.0))
+    scale, target, best, errors, draw, resized, last_r, tried = 1.0, None, None, [], 0, 0, 0.0, 0
     for attempt in range(settings.max_retries + 1):
+        tried = attempt + 1
         # the same draw (place, shape) is resized until it fits; a new draw only when the
-        # operator fails or resizing stalls, so the ratio responds smoothly to the scale
+        # operator fails, resizing stalls or the place is too thin, so the ratio responds smoothly to the scale
         params = dict(base, size_scale=scale)
         if target is not None:
             params["target_ratio"] = target
@@ -197,26 +211,26 @@ def _anomalous_sample(settings: Settings, mesh, job: Job, seed: list[int], n: in
             target = float(res.params.get("target_ratio", np.sqrt(lo * hi)))
         rng = np.random.default_rng(seed + [draw, resized, 1])
         pts = sample_surface(res.mesh, n, rng)[0].astype(np.float32)
-        lab = label_points(pts, mesh, res, tau, rim)
-        r = float(lab.mean())
+        lab, beyond = label_parts(pts, mesh, res, tau, rim)
+        r, share = float(lab.mean()), beyond_share(lab, beyond)
         miss = abs(np.log(max(r, 1e-6) / target))
-        inside = lo <= r <= hi
-        if best is None or (inside, -miss) > (best[0], -best[1]):
-            best = (inside, miss, res, pts, lab, r, attempt + 1)
-        if inside and miss <= np.log(settings.accept_factor):
+        inside, deep = lo <= r <= hi, share >= need
+        if best is None or (inside and deep, inside, -miss) > (best[0] and best[1], best[0], -best[2]):
+            best = (inside, deep, miss, res, pts, lab, r, share)
+        if inside and deep and miss <= np.log(settings.accept_factor):
             break
         step = (target / max(r, target / 8)) ** (1.0 / RETRY_EXPONENT.get(job.defect, 1.5))
         stalled = resized > 0 and abs(np.log(max(r, 1e-6) / max(last_r, 1e-6))) < 0.1  # size capped
         last_r = r
         resized += 1
-        if resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
+        if not deep or resized >= 3 or stalled or abs(np.log(step)) < 0.05:  # try another place
             draw, scale, resized = draw + 1, 1.0, 0
         else:
             scale *= step
     if best is None:
         raise RuntimeError(f"{job.cls}/{job.name}: every attempt failed ({'; '.join(errors[-3:])})")
-    _, _, res, pts, lab, r, attempts = best
-    return res, pts, lab, target, attempts
+    _, _, _, res, pts, lab, r, share = best
+    return res, pts, lab, target, tried, share, need
 
 
 def make_sample(settings: Settings, job: Job):
@@ -232,14 +246,21 @@ def make_sample(settings: Settings, job: Job):
         rec = Record(job.cls, job.split, job.name, GOOD, seed, n, 0.0)
         out_mesh = mesh
     else:
-        res, pts, lab, target, attempts = _anomalous_sample(settings, mesh, job, seed, n)
+        res, pts, lab, target, attempts, share, need = _anomalous_sample(settings, mesh, job, seed, n)
         params = {k: _jsonable(v) for k, v in sorted(res.params.items()) if k not in ("tau", "rim_distance")}
-        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params)
+        rec = Record(job.cls, job.split, job.name, job.defect, seed, n, float(lab.mean()), target, attempts, params,
+                     beyond_tau_share=float(f"{share:.4g}"))
         out_mesh = res.mesh
         lo, hi = settings.ratio
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if not lo <= rec.anomaly_ratio <= hi:  # never write a sample whose labels miss the recipe's bounds
-            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {attempts} "
-                            "attempts (object too small or thin for this defect's sizes?)")
+            rec.rejected = (f"anomaly ratio {rec.anomaly_ratio:.4f} outside [{lo:g}, {hi:g}] after {tries} "
+                            "(object too small or thin for this defect's sizes?)")
+        elif share < need:  # nor one whose defect is only its rim: a cut the part is too thin to show
+            rec.rejected = (f"only {share:.0%} of its labelled points lie beyond tau (defects.{job.defect}."
+                            f"min_share_beyond_tau: {need:g}) after {tries}: the part is thinner than this defect "
+                            "can show wherever it was drawn")
+        if rec.rejected:
             rec.seconds = time.perf_counter() - t0
             return None, rec, None
     rec.seconds = time.perf_counter() - t0
@@ -391,7 +412,7 @@ def resolve_classes(classes, available: list[str], default) -> list[str]:
         if not 1 <= n <= len(available):
             raise AnomalygenError(f"--classes {n}: choose 1..{len(available)} (the source has {len(available)} classes)")
         return available[:n]
-    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip()]
+    names = class_list(classes) or []
     bad = [c for c in names if c not in available]
     if bad:
         raise AnomalygenError(f"unknown class(es) {', '.join(bad)}; available: {', '.join(available)}")
@@ -429,6 +450,7 @@ def settings_from_recipe(recipe: dict, *, seed=None, engine=None, source=None, d
         accept_factor=float(require(recipe, "labels.accept_factor", (int, float), 1)),
         max_edge=float(require(recipe, "shapes.max_edge", (int, float), 1e-4, 1)),
         voxel_pitch=float(require(recipe, "shapes.voxel_pitch", (int, float), 1e-4, 1)),
+        max_repair_tau=float(require(recipe, "shapes.max_repair_tau", (int, float), 0)),
         defect_params={k: scale_defect(k, dict(v), level, tau) for k, v in dparams.items()},
         engine=str(get_key(recipe, "engine") if engine is None else engine),
         source=None if (source or get_key(recipe, "shapes.source")) is None else str(source or get_key(recipe, "shapes.source")),
@@ -468,8 +490,12 @@ def build_dataset(out, recipe: dict, *, classes=None, source=None, train_per_cla
     defects = list(get_key(recipe, "dataset.defects") if defects is None else defects)
     settings = settings_from_recipe(recipe, seed=seed, engine=engine, source=source, defects=defects, layout=layout)
     get_engine(settings.engine)  # fail fast with the engine's own message
-    src = open_source(settings.source, settings.voxel_pitch)
+    src = open_source(settings.source, settings.repair())
     names = resolve_classes(classes, src.classes(), get_key(recipe, "dataset.classes"))
+    if settings.source:
+        # the checks repair meshes with booleans in this process: manifold3d's thread pool must not start
+        # here with threads of its own, or the worker processes forked below inherit its locks and hang
+        g.one_boolean_thread()
     rejected_classes = check_source_meshes(settings, names) if settings.source else {}
     names = [c for c in names if c not in rejected_classes]
     train = int(require(recipe, "dataset.train_per_class", int, 0) if train_per_class is None else train_per_class)

@@ -20,7 +20,8 @@ def _reachable(ctx, param, address):
 
 scheduler_option = click.option(
     "--scheduler", default=None, metavar="ADDRESS", callback=_reachable,
-    help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786): one task per sample on its workers, "
+    help="Address of a running Dask scheduler (tcp://10.0.0.5:8786, or tls://... with the certificates in Dask's "
+         "configuration, README): one task per sample on its workers, "
          "which must see --out at the same path and run `dask worker --nthreads 1`. Output bytes do not depend on it; "
          "without it --workers local processes run the build.")
 

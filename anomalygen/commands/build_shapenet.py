@@ -49,8 +49,9 @@ def command(out, layout, classes, source, recipe, train_per_class, test_per_clas
     With --scheduler the samples run on a Dask cluster (README: three commands).
     Writes pcd/<class>/{train,test,GT} (or, with --layout real3d-ad, <class>/{train,test,gt}),
     obj/<class>/ and manifest.json into --out; check the result with `anomalygen validate`.
-    A --source mesh that cannot be used (NaN vertices, not closable, far too thin) is
-    skipped with its reason in the manifest.
+    A --source mesh that cannot be used (NaN vertices, not closable, far too thin, or
+    moved by its repair farther than shapes.max_repair_tau) is skipped with its reason
+    in the manifest.
 
     \b
     Examples:

@@ -50,6 +50,7 @@ def command(input_spec, out, classes, per_image, size, seed, workers, scheduler,
       anomalygen depth-defects --input mvtec3d=~/data/mvtec3d --classes bagel,tire --per-image 4 --out out/das3d-real
     """
     from anomalygen.builds.depth import depth_defects, skipped_inputs
+    from anomalygen.limits import class_list
     from anomalygen.recipe_schema import check_recipe
     from anomalygen.recipes import load_recipe, parse_overrides
 
@@ -58,7 +59,7 @@ def command(input_spec, out, classes, per_image, size, seed, workers, scheduler,
     if scheduler and device != "cpu":
         raise AnomalygenError("--scheduler runs the CPU path on the cluster's workers; drop --device cuda")
     try:
-        root = depth_defects(out, input_spec, classes.split(",") if classes else None, per_image, size, seed, workers,
+        root = depth_defects(out, input_spec, class_list(classes), per_image, size, seed, workers,
                              device, rec, textures, progress=bar, overwrite=overwrite, scheduler=scheduler)
     except BuildFailed as exc:
         report_failures(exc)

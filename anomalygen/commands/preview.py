@@ -19,7 +19,9 @@ import click
 from anomalygen.errors import AnomalygenError
 from anomalygen.io import detect_layout
 from anomalygen.io.atomic import clean_temp
-from anomalygen.io.output_dir import claim_output
+from anomalygen.io.lock import lock_folder
+from anomalygen.io.output_dir import check_out_path, claim_output
+from anomalygen.limits import class_list
 
 RENDERERS = {
     "run": ("anomalygen.detectors.reports", "preview_run"),
@@ -49,8 +51,18 @@ def preview(directory: str | Path, out: str | Path | None = None, classes: list[
         if bad:  # before the output folder is made
             raise AnomalygenError(f"no class {', '.join(bad)} in {directory}; classes: {', '.join(have)}")
         claim_output(out, "preview", overwrite)
+    else:  # a run's preview folder: locked against a second writer too
+        check_out_path(out)
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        lock_folder(out)
     extra = {"progress": progress} if progress is not None and "progress" in inspect.signature(fn).parameters else {}
-    paths = fn(directory, out=out, classes=classes, per_class=per_class, seed=seed, **extra)
+    try:
+        paths = fn(directory, out=out, classes=classes, per_class=per_class, seed=seed, **extra)
+    except BaseException:
+        if kind == "run" and created and not any(out.iterdir()):
+            out.rmdir()  # refused before it drew anything: no empty folder left
+        raise
     clean_temp(out)
     return paths
 
@@ -71,6 +83,7 @@ def command(directory, out, classes, per_class, seed, overwrite, quiet):
     the same view with anomalous points red, and two more views.
     For an MVTec 3D-AD dataset: rgb, depth and gt side by side.
     For a detector run (train-detector output): predicted maps next to ground truth.
+    To turn the samples in 3D instead: `anomalygen view DIR` (one self-contained HTML page).
 
     \b
     Example:
@@ -79,7 +92,8 @@ def command(directory, out, classes, per_class, seed, overwrite, quiet):
     from tqdm import tqdm
 
     bar = None if quiet else (lambda it, total: tqdm(it, total=total, desc="preview", unit="class", file=sys.stderr))
-    paths = preview(directory, out, classes.split(",") if classes else None, per_class, seed, progress=bar,
+    paths = preview(directory, out, class_list(classes), per_class, seed, progress=bar,
                     overwrite=overwrite)
     for p in paths:
         click.echo(str(p))
+    click.echo(f"to turn these samples in 3D (one HTML page, offline): anomalygen view {directory}", err=True)

@@ -11,7 +11,9 @@ from tqdm import tqdm
 @click.command("pseudo-anomalies")
 @click.option("--input", "input_spec", default="mvtec3d", show_default=True,
               help="'mvtec3d' renders the offline default scenes; 'mvtec3d=PATH' reads an MVTec 3D-AD-layout tree.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder to create.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: empty, an earlier pseudo-anomalies output (written again), or any folder with "
+                   "--overwrite.")
 @click.option("--class", "normal_class", default=None, help="The normal class (default: the input's first).")
 @click.option("--irrelevant", default=None,
               help="Comma-separated task-irrelevant classes (default: every other class of the input).")
@@ -26,8 +28,10 @@ from tqdm import tqdm
 @click.option("--cnn-seed", type=int, default=0, show_default=True, help="Seed of the untrained ResNet-50's weights.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where the random CNN runs (batched).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier anomalygen output in --out (other files there are kept).")
 def command(input_spec, out, normal_class, irrelevant, patches, points, tau, size, per_class, kinds, seed, cnn_seed,
-            device):
+            device, overwrite):
     """Pseudo-anomalous point patches as 3DzAL makes them (WACV 2025, Sec. 3.2).
 
     An untrained ResNet-50 fed the ordered xyz of the task-irrelevant samples marks their
@@ -45,11 +49,12 @@ def command(input_spec, out, normal_class, irrelevant, patches, points, tau, siz
       anomalygen pseudo-anomalies --input mvtec3d=out/rendered-small --class tire --size 64 --tau 0.01 --points 32 --out out/pseudo-small
     """
     from anomalygen.builds.pseudo import pseudo_anomalies
+    from anomalygen.limits import class_list
     from anomalygen.pseudo import ADDING, REMOVING
 
     chosen = {"both": (ADDING, REMOVING), "adding": (ADDING,), "removing": (REMOVING,)}[kinds]
     bar = lambda it, total: tqdm(it, total=total, desc="pseudo-anomalies", unit="sample", file=sys.stderr)  # noqa: E731
-    others = [c.strip() for c in irrelevant.split(",") if c.strip()] if irrelevant is not None else None
+    others = (class_list(irrelevant, "--irrelevant") or []) if irrelevant is not None else None
     root = pseudo_anomalies(out, input_spec, normal_class, others, patches, points, tau, size, per_class, seed,
-                            cnn_seed, chosen, device, progress=bar)
+                            cnn_seed, chosen, device, progress=bar, overwrite=overwrite)
     click.echo(f"wrote {patches} patches to {root} (look: {root}/preview.png)")

@@ -40,7 +40,8 @@ def command(ctx, detector, data, out, classes, train_class, test_class, device, 
     Each class gets its own model (OUT/models/<class>); with --train-class A --test-class B
     one model is trained on A and tested on B (zero-shot). Unless --no-evaluate, the test
     split is scored right away and the metrics table printed (same as `anomalygen evaluate OUT`).
-    Ctrl-C keeps OUT when something can be resumed (exit code 130); otherwise OUT is removed.
+    Ctrl-C (or SIGTERM) keeps OUT when something can be resumed (exit code 130, SIGTERM 143); otherwise
+    OUT is removed.
 
     \b
     Examples (the data made by the first and third commands):
@@ -61,7 +62,7 @@ def command(ctx, detector, data, out, classes, train_class, test_class, device, 
                              devices=devices)
     except TrainingInterrupted as exc:
         click.echo(str(exc), err=True)
-        ctx.exit(130)
+        ctx.exit(exc.exit_code)
     click.echo(f"trained {detector} on {len(run['trained'])} training set(s) -> {out}")
     if "metrics" in run:
         click.echo(markdown_table(run["metrics"]))

@@ -45,8 +45,8 @@ def command(ctx, detectors, data, out, classes, device, recipe, overrides, quiet
     try:
         result = zero_shot(detectors, data, out, classes=classes, recipe=recipe, overrides=parse_overrides(overrides),
                            device=device, progress=not quiet)
-    except TrainingInterrupted:
+    except TrainingInterrupted as exc:
         click.echo(f"interrupted: {out} kept; run the same zero-shot command to continue the square", err=True)
-        ctx.exit(130)
+        ctx.exit(exc.exit_code)
     click.echo(matrices_markdown(result))
     click.echo(f"wrote {out}/zero-shot.json, zero-shot.csv, zero-shot.md")

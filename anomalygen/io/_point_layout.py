@@ -17,12 +17,19 @@ from anomalygen.io.pcd import ascii_columns, read_pcd_xyz, write_pcd
 from anomalygen.io.samples import GOOD, Dataset, PointSample, SampleRef
 
 
+def missing_gt(ref: SampleRef, gt_dir: str) -> str | None:
+    """'<pcd>: why' for an anomalous sample without its GT text, else None."""
+    if ref.anomalous and "gt" not in ref.files:
+        return f"{ref.files['pcd']}: anomalous sample has no {gt_dir} file {ref.name}.txt"
+    return None
+
+
 def load_point_ref(ref: SampleRef, gt_dir: str, delimiter: str) -> PointSample:
     """Anomalous samples come from their GT text (as the public loaders read them), normal ones from the .pcd."""
     f = ref.files
     if ref.anomalous:
         if "gt" not in f:
-            raise FormatError(f"{f['pcd']}: anomalous sample has no {gt_dir} file {ref.name}.txt")
+            raise FormatError(missing_gt(ref, gt_dir))
         points, labels = read_gt_txt(f["gt"], delimiter)
         labels = labels.astype(np.uint8)
     else:
@@ -45,6 +52,9 @@ class PointLayout(Dataset):
 
     def classes(self) -> list[str]:
         return [d.name for d in subdirs(self.classes_root) if (d / "train").is_dir() or (d / "test").is_dir()]
+
+    def missing(self, ref: SampleRef) -> str | None:
+        return missing_gt(ref, self.gt_dir)
 
     def _scan_class(self, cls: str) -> list[SampleRef]:
         d = self.classes_root / cls

@@ -7,8 +7,9 @@ hidden folder on the same file system (so the final rename stays atomic) that no
 `glob('*.txt')` ever reads; a resumed build empties it (`clean_temp`). Elsewhere (a
 detector run folder, a preview folder), a hidden sibling `.<name>.<pid>.tmp<suffix>` is used.
 
-File-system faults (disk full, read-only, no permission, a parent path that is a file)
-become an `OutputError` naming the path the user asked for and the cause in words.
+File-system faults (disk full, read-only, no permission, a parent path that is a file or a
+symbolic link to nothing) become an `OutputError` naming the path the user asked for and the
+cause in words.
 
 Durability: a file's data reaches the disk before its rename, so a visible file is whole even
 after a power cut. One fsync per file costs ~4 ms of disk flush each (a build writes ~5,000
@@ -53,19 +54,49 @@ class OutputError(AnomalygenError, OSError):
     """A file could not be written: one line with the path and the cause (CLI: exit 2)."""
 
 
+# numpy's writers (np.save, ndarray.tofile) report a short write as "N requested and M written", with
+# no errno: on a local disk that is a full disk (or a file-size limit)
+SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
+
+
 def describe_os_error(exc: OSError) -> str:
     """The cause of an OSError in words (no errno numbers)."""
-    return CAUSES.get(exc.errno, exc.strerror or str(exc))
+    if exc.errno in CAUSES:
+        return CAUSES[exc.errno]
+    short = SHORT_WRITE.search(str(exc))
+    if short:
+        return (f"only {short[2]} of {short[1]} bytes could be written: no space left on the device (disk full) "
+                "or a file-size limit")
+    return exc.strerror or str(exc)
+
+
+def dangling_link(path: Path) -> str | None:
+    """The target of `path` when it is a symbolic link to nothing, else None."""
+    try:
+        if path.is_symlink() and not path.exists():
+            return os.readlink(path)
+    except OSError:
+        pass
+    return None
+
+
+def describe_path_error(path: str | os.PathLike, exc: OSError) -> str:
+    """The cause of an OSError on `path` in words; a blocking parent file or a symbolic link to nothing
+    on the way is named when that is the cause."""
+    path = Path(path)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
+        for parent in [path, *path.parents]:
+            link = dangling_link(parent)
+            if link is not None:
+                return f"{parent} is a symbolic link to {link}, which does not exist; create that folder or remove the link"
+            if exc.errno != errno.ENOENT and parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+    return describe_os_error(exc)
 
 
 def output_error(path: str | os.PathLike, exc: OSError) -> OutputError:
-    """OutputError for `path`; a blocking parent file is named when that is the cause."""
-    path = Path(path)
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        for parent in [path, *path.parents]:
-            if parent.exists() and not parent.is_dir():
-                return OutputError(f"cannot write {path}: {parent} is a file, not a folder")
-    return OutputError(f"cannot write {path}: {describe_os_error(exc)}")
+    """OutputError for `path`, its cause in words (describe_path_error)."""
+    return OutputError(f"cannot write {path}: {describe_path_error(path, exc)}")
 
 
 def temp_root(path: Path) -> Path | None:

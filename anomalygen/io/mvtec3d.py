@@ -5,7 +5,12 @@
     <class>/calibration/camera_parameters.json   (optional)
 
 xyz: H x W x 3 float32 metres, all-zero where invalid; gt: 8-bit, 255 = anomalous.
-We write no gt for good samples (FORMATS.md) and read a missing gt as all zeros.
+We write no gt for good samples (FORMATS.md) and read a missing gt as all zeros there.
+
+What a reader refuses, in one place for every reader and `anomalygen validate` (`xyz_problem`,
+`mask_problem`): an xyz TIFF of an integer type or with coordinates no scene in metres has
+(millimetres read as metres would train and score silently wrong), and an anomalous test
+sample whose gt mask is missing or empty (it would be scored as all normal pixels).
 """
 
 from __future__ import annotations
@@ -32,7 +37,39 @@ def sample_name(index: int) -> str:
     return f"{index:03d}"
 
 
+# metres: farther than any bench scanner sees; a scan in millimetres is far beyond it (z ~ 100-1000)
+PLAUSIBLE_XYZ_M = 50.0
+
+
+def xyz_problem(xyz: np.ndarray) -> str | None:
+    """Why an xyz image as stored is not MVTec 3D-AD's float32 metres, or None."""
+    if xyz.dtype.kind != "f":
+        return (f"xyz TIFF holds {xyz.dtype} values, but MVTec 3D-AD xyz is float32 metres; convert it first "
+                "(e.g. from millimetres: xyz.astype(numpy.float32) / 1000)")
+    big = float(np.max(np.abs(xyz), where=np.isfinite(xyz), initial=0.0))
+    if big > PLAUSIBLE_XYZ_M:
+        return (f"coordinates up to {big:.6g}, but MVTec 3D-AD xyz is in metres (a bench scan lies within "
+                f"{PLAUSIBLE_XYZ_M:g} m); millimetres? divide by 1000")
+    return None
+
+
+def mask_problem(ref: SampleRef, mask: np.ndarray | None) -> str | None:
+    """Why a sample's gt (`mask`: as read, None when it has no gt file) contradicts its folder, or None."""
+    anomalous = ref.anomalous and ref.split == "test"
+    if anomalous and mask is None:
+        return f"anomalous sample without its gt mask ({ref.defect}/gt/{ref.name}.png missing)"
+    if mask is None:
+        return None
+    if anomalous and not np.any(mask):
+        return "anomalous sample with an empty gt mask"
+    if not anomalous and np.any(mask):
+        return "normal sample with a non-empty gt mask"
+    return None
+
+
 def read_xyz_tiff(path: str | os.PathLike) -> np.ndarray:
+    """An xyz image as float32 metres; FormatError naming the file when it is unreadable or not
+    float metres (`xyz_problem`)."""
     try:
         xyz = tifffile.imread(str(path))
     except Exception:  # tifffile raises several types on corrupt input; its wording names its internals
@@ -40,6 +77,9 @@ def read_xyz_tiff(path: str | os.PathLike) -> np.ndarray:
                           "corrupt, truncated or another format)") from None
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise FormatError(f"{path}: xyz TIFF must be H x W x 3, got {xyz.shape}")
+    problem = xyz_problem(xyz)
+    if problem:
+        raise FormatError(f"{path}: {problem}")
     return xyz.astype(np.float32, copy=False)
 
 
@@ -64,7 +104,12 @@ def _load(ref: SampleRef) -> ImageSample:
     rgb = read_png(f["rgb"]) if "rgb" in f else None
     if rgb is not None and rgb.ndim == 3 and rgb.shape[2] == 4:
         rgb = rgb[..., :3]
-    mask = read_mask_png(f["gt"]) if "gt" in f else np.zeros(xyz.shape[:2], np.uint8)
+    mask = read_mask_png(f["gt"]) if "gt" in f else None
+    problem = mask_problem(ref, mask)
+    if problem:
+        raise FormatError(f"{f.get('gt', f['xyz'])}: {problem}")  # the words of MVTec3DDataset.missing
+    if mask is None:
+        mask = np.zeros(xyz.shape[:2], np.uint8)
     return ImageSample(xyz=xyz, rgb=rgb, mask=mask, cls=ref.cls, split=ref.split,
                        defect=ref.defect, name=ref.name, path=f["xyz"])
 
@@ -87,6 +132,10 @@ class MVTec3DDataset(Dataset):
                             files[kind] = p
                     refs.append(SampleRef(LAYOUT, cls, split, ddir.name, xyz.stem, files, _load))
         return refs
+
+    def missing(self, ref: SampleRef) -> str | None:
+        problem = mask_problem(ref, None) if "gt" not in ref.files else None
+        return f"{ref.files['xyz']}: {problem}" if problem else None
 
     def camera_parameters(self, cls: str) -> dict | None:
         p = self.root / cls / "calibration" / "camera_parameters.json"

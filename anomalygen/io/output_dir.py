@@ -9,8 +9,9 @@ A command writes only into
 
 Which command wrote a folder is recorded in `<out>/.anomalygen/command.json` (fixed bytes,
 so it never breaks "same seed, same bytes"); folders written before that record existed
-are recognised by their manifest's `generator`. Claiming a folder also removes temp files
-a killed run left in `<out>/.anomalygen/tmp/`.
+are recognised by their manifest's `generator`. Claiming a folder locks it for this process
+(`anomalygen.io.lock`: a second writer stops with one line naming the first), then removes temp
+files a killed run left in `<out>/.anomalygen/tmp/`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import shutil
 from pathlib import Path
 
 from anomalygen.errors import AnomalygenError
-from anomalygen.io.atomic import STATE_DIR, OutputError, clean_temp, output_error, write_text_atomic
+from anomalygen.io.atomic import STATE_DIR, OutputError, clean_temp, dangling_link, output_error, write_text_atomic
+from anomalygen.io.lock import lock_folder, raise_if_busy
 
 MARKER = "command.json"
 SPLIT_DIRS = ("train", "validation", "test", "calibration")
@@ -63,16 +65,12 @@ def claim_output(out: str | os.PathLike, command: str, overwrite: bool = False) 
     """Make `out` ready for `command` (see the module docstring); AnomalygenError naming the
     folder when it holds something else and `overwrite` is False. Returns `out`."""
     out = Path(out)
-    for p in [out, *out.parents]:
-        if p.exists():
-            if not p.is_dir():
-                raise OutputError(f"--out {out}: {p} is a file, not a folder")
-            break
-    who = owner(out)
-    if who is not None and who != command and not overwrite:
-        raise AnomalygenError(f"--out {out} holds {describe_owner(who)}; choose an empty folder or pass --overwrite "
-                              "to replace it")
+    check_out_path(out)
+    check_owner(out, command, overwrite)
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_folder(out)
+        who = check_owner(out, command, overwrite)  # again, under the lock: what a writer before us left
         if overwrite and who is not None:
             clear_previous(out)
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
@@ -83,6 +81,29 @@ def claim_output(out: str | os.PathLike, command: str, overwrite: bool = False) 
             raise
         raise output_error(Path(exc.filename or out), exc) from None
     return out
+
+
+def check_out_path(out: Path, option: str = "--out") -> None:
+    """One line when `out` cannot be a folder: it or a parent is a file, or a link to nothing."""
+    for p in [out, *out.parents]:
+        link = dangling_link(p)
+        if link is not None:
+            raise OutputError(f"{option} {out}: {p} is a symbolic link to {link}, which does not exist; "
+                              "create that folder or remove the link")
+        if p.exists():
+            if not p.is_dir():
+                raise OutputError(f"{option} {out}: {p} is a file, not a folder")
+            break
+
+
+def check_owner(out: Path, command: str, overwrite: bool) -> str | None:
+    """The owner of `out` (see `owner`), after refusing one that `command` may not write into."""
+    who = owner(out)
+    if who is not None and who != command and not overwrite:
+        raise_if_busy(out)  # another writer making it right now: name that one
+        raise AnomalygenError(f"--out {out} holds {describe_owner(who)}; choose an empty folder or pass --overwrite "
+                              "to replace it")
+    return who
 
 
 def clear_previous(out: Path) -> None:
@@ -97,4 +118,4 @@ def clear_previous(out: Path) -> None:
             p.unlink(missing_ok=True)  # a preview sheet
 
 
-__all__ = ["MARKER", "claim_output", "clear_previous", "owner"]
+__all__ = ["MARKER", "check_out_path", "claim_output", "clear_previous", "owner"]

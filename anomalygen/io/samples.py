@@ -118,6 +118,12 @@ class Dataset:
             out.extend(r for r in self._cache[c] if split is None or r.split == split)
         return out
 
+    def missing(self, ref: SampleRef) -> str | None:
+        """'<path>: why' when `ref` cannot be read for want of a file (an anomalous sample without its
+        ground truth), known without opening any file; None otherwise. The layout's loader refuses the
+        same sample with the same words."""
+        return None
+
     def splits(self, cls: str) -> list[str]:
         return sorted({r.split for r in self.samples(cls)})
 

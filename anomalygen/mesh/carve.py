@@ -128,7 +128,7 @@ def _surface_path(mesh: trimesh.Trimesh, start: np.ndarray, direction: np.ndarra
     turns = rng.normal(0.0, jitter, size=nsteps)
     for k in range(nsteps):  # a loop over path steps (tens), not over points
         n = nrm[-1]
-        d = d - (d @ n) * n
+        d = d - g.dot3(d, n) * n
         d /= np.linalg.norm(d) + 1e-12
         d = g.rotation_about(n, np.array([turns[k]]), d[None])[0]
         q = scene.compute_closest_points(o3d.core.Tensor((pts[-1] + step * d)[None].astype(np.float32)))
@@ -154,7 +154,7 @@ def _groove(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: st
         pts, nrm = _surface_path(mesh, s0, t1, length, step, np.deg2rad(float(p["jitter_deg"])), rng)
         paths.append(pts.tolist())
         k = len(pts) - 1
-        prof = np.sin(np.pi * (np.arange(k) + 0.5) / k) ** float(p["taper"])
+        prof = g.power(np.sin(np.pi * (np.arange(k) + 0.5) / k), float(p["taper"]))
         wk = width * (0.25 + 0.75 * prof) * rng.uniform(0.8, 1.2, size=k)
         for i in range(k):  # one box per path step
             a, b = pts[i], pts[i + 1]
@@ -164,7 +164,7 @@ def _groove(mesh: trimesh.Trimesh, p: dict, rng: np.random.Generator, defect: st
                 continue
             x /= L
             z = nrm[i] + nrm[i + 1]
-            z = z - (z @ x) * x
+            z = z - g.dot3(z, x) * x
             z /= np.linalg.norm(z) + 1e-12
             y = np.cross(z, x)
             top = 0.3 * depth

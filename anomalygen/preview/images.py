@@ -19,6 +19,16 @@ from anomalygen.io import GOOD, mvtec3d, open_dataset
 TILE = 192
 
 
+def surface_normals(xyz: np.ndarray) -> np.ndarray:
+    """(H,W,3) unit normals of an organized cloud by finite differences over the pixel grid,
+    facing the camera (-Z)."""
+    du = np.gradient(xyz, axis=1)
+    dv = np.gradient(xyz, axis=0)
+    n = np.cross(du, dv)
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    return n * np.where(n[..., 2:3] > 0, -1, 1)
+
+
 def relief(xyz: np.ndarray) -> np.ndarray:
     """Shaded surface from the organized cloud (normals by finite differences), tinted by depth;
     dents and bumps of a millimetre show, which a flat depth colour map hides. Invalid: black."""
@@ -26,11 +36,7 @@ def relief(xyz: np.ndarray) -> np.ndarray:
     out = np.zeros(xyz.shape[:2] + (3,), np.uint8)
     if not valid.any():
         return out
-    du = np.gradient(xyz, axis=1)
-    dv = np.gradient(xyz, axis=0)
-    n = np.cross(du, dv)
-    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
-    n *= np.where(n[..., 2:3] > 0, -1, 1)  # face the camera (-Z)
+    n = surface_normals(xyz)
     light = np.array([-0.4, -0.5, -1.0]) / np.linalg.norm([-0.4, -0.5, -1.0])
     lam = np.clip(n @ light, 0, 1)
     z = xyz[..., 2]

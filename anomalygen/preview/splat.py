@@ -7,6 +7,13 @@ Lambert lighting (normals of the smoothed z-buffer, or open3d-estimated point
 normals), so dents and bumps read as shape, and anomalous points are drawn red
 on top of the same shading. Callers with their own per-point colours (a score
 map, see anomalygen.preview.colors) pass `colors` and get the same shading.
+
+A random sample leaves gaps wider than a splat here and there; through such a gap the
+z-buffer holds the far side of the object, and its shading drew a pit on a flat face.
+A pixel that nearer pixels surround on every side within a few splats (`see_through`, a
+screen-space visibility test after Pintus et al. 2011, "Real-time rendering of massive
+unstructured raw point clouds using screen-space operators") takes the nearest front pixel's
+point instead; a real opening wider than that reach still shows what lies behind it.
 """
 
 from __future__ import annotations
@@ -74,6 +81,54 @@ def _shaded(lab: np.ndarray, shade: np.ndarray, rgb: np.ndarray | None) -> np.nd
     return rgb * shade[:, None]
 
 
+FAR = -1e9  # z-buffer value of an empty pixel (pixel units; larger = nearer)
+DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
+
+
+def _shifted(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
+    """a moved so that out[y, x] = a[y + dy, x + dx]; `fill` beyond the frame."""
+    out = np.full_like(a, fill)
+    h, w = a.shape
+    ys, yd = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h + min(-dy, 0))
+    xs, xd = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+    out[yd, xd] = a[ys, xs]
+    return out
+
+
+def see_through(z: np.ndarray, filled: np.ndarray, reach: int, slope: float = 1.0, margin: float = 1.0) -> np.ndarray:
+    """(H, W) bool: filled pixels seen through a gap in a nearer surface. `z` is the z-buffer in
+    pixel units (larger = nearer). A pixel is seen through when, in each of 8 directions, some
+    filled pixel within `reach` lies nearer by more than `slope` per pixel of distance plus
+    `margin`: a flat face seen at a slant rises in one direction only, never in all eight."""
+    hidden = filled.copy()
+    for dy, dx in DIRECTIONS:
+        step = float(np.hypot(dy, dx))
+        blocked = np.zeros_like(filled)
+        for k in range(1, reach + 1):
+            zn = _shifted(z, k * dy, k * dx, FAR)
+            blocked |= zn - z > slope * k * step + margin
+        hidden &= blocked
+        if not hidden.any():
+            break
+    return hidden
+
+
+def depth_shading(z: np.ndarray, filled: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) Lambert factor from the normals of a z-buffer (pixel units, larger = nearer) smoothed
+    over the filled pixels; the same light as point shading."""
+    from scipy.ndimage import gaussian_filter
+
+    w = filled.astype(np.float64)
+    zs = gaussian_filter(np.where(filled, z, 0.0), sigma) / np.maximum(gaussian_filter(w, sigma), 1e-6)
+    gy, gx = np.gradient(zs)
+    nrm = np.stack([-gx, gy, np.ones_like(zs)], -1)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+    return 0.28 + 0.72 * np.clip(nrm @ LIGHT, 0, 1)
+
+
+LIGHT = np.array([-0.35, 0.45, 0.82]) / np.linalg.norm([-0.35, 0.45, 0.82])
+
+
 def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray, size: int = 256,
            normals: np.ndarray | None = None, center: np.ndarray | None = None, extent: float | None = None,
            spacing: float | None = None, shading: str = "depth", colors: np.ndarray | None = None) -> np.ndarray:
@@ -100,9 +155,7 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     cam = (pts - center) @ R.T
     n = normals @ R.T
     n *= np.where(n[:, 2:3] < 0, -1.0, 1.0)  # face the camera
-    light = np.array([-0.35, 0.45, 0.82])
-    light /= np.linalg.norm(light)
-    shade = 0.28 + 0.72 * np.clip(n @ light, 0, 1)
+    shade = 0.28 + 0.72 * np.clip(n @ LIGHT, 0, 1)
     scale = size * 0.92 / extent
     px = cam[:, 0] * scale + size / 2
     py = size / 2 - cam[:, 1] * scale
@@ -122,23 +175,27 @@ def render(points: np.ndarray, labels: np.ndarray | None, direction: np.ndarray,
     order = np.lexsort((-depth[owner], pix))  # per pixel, nearest point first
     pix, owner = pix[order], owner[order]
     first = np.r_[True, pix[1:] != pix[:-1]]
-    win = owner[first]
+    winner = np.full(size * size, -1, np.int64)
+    winner[pix[first]] = owner[first]
+    filled = (winner >= 0).reshape(size, size)
+    zfront = np.full(size * size, FAR)
+    zfront[pix[first]] = depth[owner[first]] * scale
+    hidden = see_through(zfront.reshape(size, size), filled, reach=2 * r + 2)
+    if hidden.any():  # a gap in the front surface: the nearest front pixel's point shows instead
+        from scipy.ndimage import distance_transform_edt
+
+        _, (iy, ix) = distance_transform_edt(~(filled & ~hidden), return_indices=True)
+        flat = np.flatnonzero(hidden)
+        winner[flat] = winner[iy.ravel()[flat] * size + ix.ravel()[flat]]
+    drawn = np.flatnonzero(winner >= 0)
+    win = winner[drawn]
     img = np.full((size * size, 3), BACKGROUND, np.float64)
     if shading == "depth":  # screen-space normals from the smoothed z-buffer: clean on thin walls
         zbuf = np.zeros(size * size)
-        filled = np.zeros(size * size)
-        zbuf[pix[first]] = cam[win, 2] * scale
-        filled[pix[first]] = 1.0
-        zbuf, filled = zbuf.reshape(size, size), filled.reshape(size, size)
-        from scipy.ndimage import gaussian_filter
-
-        sig = max(1.0, 0.8 * r)
-        z = gaussian_filter(zbuf, sig) / np.maximum(gaussian_filter(filled, sig), 1e-6)
-        gy, gx = np.gradient(z)
-        nrm = np.stack([-gx, gy, np.ones_like(z)], -1)
-        nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
-        sh = (0.28 + 0.72 * np.clip(nrm @ light, 0, 1)).reshape(-1)[pix[first]]
-        img[pix[first]] = _shaded(lab[win], sh, None if rgb is None else rgb[win])
+        zbuf[drawn] = cam[win, 2] * scale
+        visible = filled & ~hidden
+        sh = depth_shading(zbuf.reshape(size, size), visible, max(1.0, 0.8 * r)).reshape(-1)[drawn]
+        img[drawn] = _shaded(lab[win], sh, None if rgb is None else rgb[win])
     else:
-        img[pix[first]] = _shaded(lab, shade, rgb)[win]
+        img[drawn] = _shaded(lab, shade, rgb)[win]
     return np.clip(img, 0, 255).astype(np.uint8).reshape(size, size, 3)

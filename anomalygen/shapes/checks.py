@@ -2,11 +2,13 @@
 
 A mesh that would silently give a wrong dataset is rejected with the reason (FormatError):
 non-finite vertex coordinates (a NaN vertex made a double-walled hollow shell), no
-triangle with area, a mesh no repair closes, or one far too thin for the defect sizes (a
+triangle with area, a mesh no repair closes, one far too thin for the defect sizes (a
 two-triangle sheet voxel-remeshed into a slab whose "anomalous" samples had no
-anomalous point). Zero-area faces are removed (a repair, recorded). What was done and the
-scale factor that brought the mesh to a unit bounding-box diagonal are returned for the
-manifest.
+anomalous point), or one the repair moved farther from the user's surface than the
+recipe allows (anomalygen.shapes.repair). Zero-area faces are removed (a repair,
+recorded). What was done, how far it moved the surface, and the scale and centre that
+bring the file's coordinates to the class mesh (unit bounding-box diagonal) are returned
+for the manifest.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
+from anomalygen import geometry as g
 from anomalygen.errors import FormatError
-from anomalygen.shapes.repair import make_watertight
+from anomalygen.shapes.catalog import normalize
+from anomalygen.shapes.repair import RepairSettings, refusal, repair
 
 # 2 x volume / area: the wall thickness of a thin shell, a third of a sphere's diameter.
 # The catalog's thinnest procedural objects sit well above this (bowls, helmets: ~0.02);
@@ -27,7 +31,7 @@ MIN_THICKNESS = 0.006
 MIN_EXTENT = 0.03
 
 
-def prepare_source_mesh(mesh: trimesh.Trimesh, voxel_pitch: float) -> tuple[trimesh.Trimesh, dict]:
+def prepare_source_mesh(mesh: trimesh.Trimesh, settings: RepairSettings = RepairSettings()) -> tuple[trimesh.Trimesh, dict]:
     """(watertight unit-diagonal mesh, info for the manifest) or FormatError saying why not."""
     v = np.asarray(mesh.vertices, np.float64)
     bad = ~np.isfinite(v).all(axis=1)
@@ -42,14 +46,30 @@ def prepare_source_mesh(mesh: trimesh.Trimesh, voxel_pitch: float) -> tuple[trim
     if not keep.all():
         info["removed_degenerate_faces"] = int((~keep).sum())
         mesh = trimesh.Trimesh(v, faces[keep], process=True)
-    extent = mesh.bounds[1] - mesh.bounds[0]
-    diagonal = float(np.linalg.norm(extent))
+    lo, hi = mesh.bounds
+    diagonal = float(np.linalg.norm(hi - lo))
     if not diagonal > 0:
         raise FormatError("the mesh has no extent (all vertices at one point)")
     info["original_diagonal"] = float(f"{diagonal:.6g}")
-    info["scale"] = float(f"{1.0 / diagonal:.6g}")  # factor applied to reach a unit bounding-box diagonal
-    fixed, how = make_watertight(mesh, voxel_pitch)
+    r = repair(mesh, settings)
+    # the class mesh is the repaired one at unit diagonal: file coordinates -> (x - center) * scale
+    rlo, rhi = r.mesh.bounds
+    rdiag = float(np.linalg.norm(rhi - rlo))
+    info["scale"] = float(f"{1.0 / (diagonal * rdiag):.6g}")
+    info["center"] = [float(f"{x:.6g}") for x in (lo + hi) / 2 + diagonal * (rlo + rhi) / 2]
+    fixed = g.canonical(normalize(r.mesh)) if r.steps else r.mesh
+    how = r.how
     info["repair"] = how
+    if r.steps:
+        info["repair_steps"] = list(r.steps)
+        d = r.distance
+        info["repair_distance_tau"] = {"user_to_repaired": float(f"{d.user_to_repaired / settings.tau:.3g}"),
+                                       "repaired_to_user": float(f"{d.repaired_to_user / settings.tau:.3g}")}
+        info["repair_share_beyond_tau"] = {"user_to_repaired": float(f"{d.user_share_beyond:.3g}"),
+                                           "repaired_to_user": float(f"{d.repaired_share_beyond:.3g}")}
+    if r.pitch is not None:
+        info["voxel_pitch"] = float(f"{r.pitch:.4g}")
+        info["thinnest_feature"] = None if r.thinnest is None else float(f"{r.thinnest:.4g}")
     thickness = 2.0 * float(fixed.volume) / max(float(fixed.area), 1e-12)
     info["thickness"] = float(f"{thickness:.4g}")
     extents = np.sort(np.asarray(fixed.bounding_box_oriented.primitive.extents, np.float64))
@@ -63,4 +83,7 @@ def prepare_source_mesh(mesh: trimesh.Trimesh, voxel_pitch: float) -> tuple[trim
         raise FormatError(f"too thin for the defect sizes: mean wall {thickness:.4f} of the bounding-box diagonal "
                           f"(needs >= {MIN_THICKNESS}); an open sheet or a single wall cannot be made a solid"
                           + (" (voxel remeshing made a slab of it)" if how == "voxel-remeshed" else ""))
+    why = refusal(r, settings)
+    if why:
+        raise FormatError(why)
     return fixed, info

@@ -23,7 +23,7 @@ from anomalygen.errors import AnomalygenError, FormatError
 from anomalygen.io.anomaly_shapenet import CLASSES
 from anomalygen.shapes import catalog
 from anomalygen.shapes.checks import prepare_source_mesh
-from anomalygen.shapes.repair import load_mesh
+from anomalygen.shapes.repair import RepairSettings, load_mesh
 
 SYNSETS = {  # Anomaly-ShapeNet family -> ShapeNetCore v2 synset id
     "bag": "02773838", "bottle": "02876657", "bowl": "02880940", "bucket": "02747177", "cap": "02954340",
@@ -42,9 +42,9 @@ def looks_like_shapenet(root: Path) -> bool:
 class ShapeNetSource:
     kind = "shapenet"
 
-    def __init__(self, root: Path, voxel_pitch: float = 0.008):
+    def __init__(self, root: Path, repair: RepairSettings = RepairSettings()):
         self.root = Path(root)
-        self.voxel_pitch = voxel_pitch
+        self.repair = repair
         self.taxonomy = self._read_taxonomy()
         self._desc: dict[str, dict] = {}
 
@@ -92,7 +92,7 @@ class ShapeNetSource:
         for t in range(min(MAX_TRIES, len(models))):
             path = models[(start + t) % len(models)]
             try:
-                mesh, info = prepare_source_mesh(load_mesh(path), self.voxel_pitch)
+                mesh, info = prepare_source_mesh(load_mesh(path), self.repair)
             except FormatError as exc:
                 skipped.append(f"{path.parent.parent.name}: {str(exc).split(': ', 1)[-1]}")
                 continue
@@ -100,7 +100,7 @@ class ShapeNetSource:
                                **info, "skipped": skipped}
             return mesh
         raise AnomalygenError(f"{cls}: none of {min(MAX_TRIES, len(models))} ShapeNet models in {self.root / synset} "
-                              f"could be made watertight ({'; '.join(skipped)})")
+                              f"could be used ({'; '.join(skipped)})")
 
     def describe(self, cls: str) -> dict:
         return self._desc.get(cls, {"source": "shapenet"})

@@ -39,16 +39,19 @@ class ProceduralSource:
         return {"kind": self.kind, "note": self.note}
 
 
-def open_source(source: str | os.PathLike | None, voxel_pitch: float = 0.008):
-    """The shape source for `--source` (None: procedural catalog)."""
+def open_source(source: str | os.PathLike | None, repair=None):
+    """The shape source for `--source` (None: procedural catalog); `repair`: the
+    anomalygen.shapes.repair.RepairSettings of the meshes it reads (default: its defaults)."""
     if source is None or str(source) in ("", "procedural"):
         return ProceduralSource()
     root = Path(source)
     if not root.is_dir():
         raise AnomalygenError(f"--source {root}: no such directory")
+    from anomalygen.shapes.repair import RepairSettings
     from anomalygen.shapes.shapenet import ShapeNetSource, looks_like_shapenet
     from anomalygen.shapes.userdir import UserFolderSource
 
+    repair = repair or RepairSettings()
     if looks_like_shapenet(root):
-        return ShapeNetSource(root, voxel_pitch)
-    return UserFolderSource(root, voxel_pitch)
+        return ShapeNetSource(root, repair)
+    return UserFolderSource(root, repair)

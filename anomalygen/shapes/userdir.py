@@ -5,7 +5,8 @@
 One sub-folder is one class. A sub-folder with one mesh gives the class `<folder>`;
 with several, each mesh is its own object class `<folder>0`, `<folder>1`, ... (natural
 order), the way Anomaly-ShapeNet numbers bowl0..bowl5. Meshes are repaired to be
-watertight (see repair.py); one that cannot be is a clear error naming the file.
+watertight (see repair.py); one that cannot be, or whose repair moved it farther than the
+recipe's bound, is a clear error naming the file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import trimesh
 from anomalygen.errors import AnomalygenError, FormatError
 from anomalygen.io import natural_key, subdirs
 from anomalygen.shapes.checks import prepare_source_mesh
-from anomalygen.shapes.repair import load_mesh
+from anomalygen.shapes.repair import RepairSettings, load_mesh
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off")
 
@@ -26,9 +27,9 @@ MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off")
 class UserFolderSource:
     kind = "folder"
 
-    def __init__(self, root: Path, voxel_pitch: float = 0.008):
+    def __init__(self, root: Path, repair: RepairSettings = RepairSettings()):
         self.root = Path(root)
-        self.voxel_pitch = voxel_pitch
+        self.repair = repair
         self.files: dict[str, Path] = {}
         for d in subdirs(self.root):
             meshes = sorted((f for f in d.iterdir() if f.suffix.lower() in MESH_SUFFIXES), key=natural_key)
@@ -51,7 +52,7 @@ class UserFolderSource:
             raise AnomalygenError(f"class {cls!r} is not in {self.root}; classes there: {', '.join(self.files)}")
         path = self.files[cls]
         try:
-            mesh, info = prepare_source_mesh(load_mesh(path), self.voxel_pitch)
+            mesh, info = prepare_source_mesh(load_mesh(path), self.repair)
         except FormatError as exc:
             raise AnomalygenError(f"{path}: {str(exc).split(': ', 1)[-1] if str(exc).startswith(str(path)) else exc}") from None
         self._how[cls] = info

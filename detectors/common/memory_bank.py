@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomalygen.detectors.common.points import farthest_point_sample, knn
+from anomalygen.detectors.common.points import farthest_point_sample, float32, knn
 
 
+@float32
 def greedy_coreset(features: torch.Tensor, fraction: float, projection_dim: int | None = 128,
                    seed: int = 0) -> torch.Tensor:
     """Indices of ceil(fraction * N) features chosen by greedy k-center selection.
@@ -97,4 +98,6 @@ class MemoryBank:
 
     @classmethod
     def load(cls, path: str | Path, reweight_k: int = 3, device="cpu") -> "MemoryBank":
-        return cls(torch.from_numpy(np.load(path)).to(device), reweight_k)
+        from anomalygen.detectors.stored import load_array
+
+        return cls(torch.from_numpy(load_array(path, "memory bank")).to(device), reweight_k)

@@ -8,6 +8,7 @@ semantics. All functions accept a batch (B,N,D) or a single cloud (N,D).
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -36,6 +37,24 @@ def _single_cpu_thread(device: torch.device):
         torch.set_num_threads(before)
 
 
+def float32(fn):
+    """`fn` runs with autocast off and its half-precision tensor arguments (bf16, fp16) in float32.
+
+    For distances, losses and score maps under bf16 autocast (`run.precision`): bf16 keeps 8 bits
+    of mantissa, so |a|^2 + |b|^2 - 2ab cancels to noise and nearby scores tie or swap ranks.
+    The networks' own layers stay in bf16; only what compares their outputs is lifted."""
+    def lift(x):
+        return x.float() if isinstance(x, torch.Tensor) and x.dtype in (torch.bfloat16, torch.float16) else x
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
+        # autocast exists on cpu and cuda; other devices (meta: shapes only) have nothing to turn off
+        with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else contextlib.nullcontext():
+            return fn(*(lift(a) for a in args), **{k: lift(v) for k, v in kwargs.items()})
+    return wrapper
+
+
 def _batched(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if x.dim() == 2:
         return x.unsqueeze(0), True
@@ -44,6 +63,7 @@ def _batched(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return x, False
 
 
+@float32
 def farthest_point_sample(points: torch.Tensor, n: int, start: int | torch.Tensor | None = 0,
                           generator: torch.Generator | None = None) -> torch.Tensor:
     """Indices (B,n) / (n,) of n points chosen greedily, each farthest from those already chosen.
@@ -94,6 +114,7 @@ def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.nda
     return np.asarray(fpsample.fps_sampling(pts, n, start_idx=int(start)), dtype=np.int64)
 
 
+@float32
 def knn(query: torch.Tensor, ref: torch.Tensor, k: int, chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean distances and indices of the k nearest `ref` points of each `query` point, nearest first.
 
@@ -153,6 +174,7 @@ def group(points: torch.Tensor, n_centers: int, k: int, relative: bool = True,
     return centers, idx, neigh
 
 
+@float32
 def chamfer_distance(a: torch.Tensor, b: torch.Tensor, norm: str = "l2", chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Chamfer distance per batch item, (B,) or scalar, matching the chamfer_dist package:
 

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anomalygen.detectors.common.points import knn
+from anomalygen.detectors.common.points import float32, knn
 
 
+@float32
 def spread_to_points(points: torch.Tensor, centers: torch.Tensor, center_scores: torch.Tensor, k: int = 1) -> torch.Tensor:
     """(N,) scores: each of `points` (N,3) takes the score of its nearest center (k=1), or the
     inverse-distance weighted mean of its k nearest centers (k>1). On the CPU the neighbours come
@@ -58,6 +59,7 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[0] if image.dim() == 2 else x
 
 
+@float32
 def spread_to_pixels(grid_scores: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
     """(h,w) or (B,h,w) patch scores -> (H,W) / (B,H,W) map: bilinear upsampling, then Gaussian blur."""
     x = grid_scores[None] if grid_scores.dim() == 2 else grid_scores

@@ -104,7 +104,7 @@ class DAS3DDetector(NeuralDetector):
 
     def anomaly_map(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """(B,1,S,S) probability that each pixel is anomalous: D's softmax, channel 1."""
-        return torch.softmax(self.network(rgb, depth)["logits"], dim=1)[:, 1:]
+        return torch.softmax(self.network(rgb, depth)["logits"].float(), dim=1)[:, 1:]  # float32 under autocast too
 
     def _score(self, sample) -> tuple[float, np.ndarray]:
         prob = self.anomaly_map(*self.inputs(sample))

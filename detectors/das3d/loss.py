@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomalygen.detectors.common.points import float32
+
 SSIM_WINDOW = 11  # DRAEM: SSIM(window_size=11)
 SSIM_SIGMA = 1.5
 FOCAL_GAMMA = 2.0  # DRAEM: FocalLoss() with gamma 2
@@ -26,11 +28,11 @@ def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor)
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
+@float32
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
     """Mean SSIM of (B,C,H,W) images in [0, 1] (Wang et al. 2004), Gaussian window, zero padding as DRAEM.
     Computed in float32 outside autocast: E[x^2] - E[x]^2 in bf16 loses the variances."""
-    with torch.autocast(a.device.type, enabled=False):
-        return _ssim(a.float(), b.float(), window, sigma)
+    return _ssim(a.float(), b.float(), window, sigma)
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
@@ -46,6 +48,7 @@ def _ssim(a: torch.Tensor, b: torch.Tensor, window: int, sigma: float) -> torch.
     return s.mean()
 
 
+@float32
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
     """Mean focal loss of (B,2,H,W) logits against a (B,1,H,W) 0/1 mask: -(1 - p_t)^gamma log p_t."""
     logp = F.log_softmax(logits, dim=1)
@@ -54,13 +57,16 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_
     return (-((1 - p_t) ** gamma) * logp_t).mean()
 
 
+mse = float32(F.mse_loss)  # squared errors of [0, 1] images fall below bf16's resolution near convergence
+
+
 def das3d_loss(network: nn.Module, batch: dict) -> dict:
     """Eq. 13 on one batch of DAS3DDataset items; the parts are logged beside the total."""
     out = network(batch["rgb_aug"], batch["depth_aug"])
     parts = {"focal": focal_loss(out["logits"], batch["mask"])}
     if out["depth"] is not None:
-        parts["rec_depth"] = F.mse_loss(out["depth"], batch["depth"])
+        parts["rec_depth"] = mse(out["depth"], batch["depth"])
     if out["rgb"] is not None:
-        parts["rec_rgb_l2"] = F.mse_loss(out["rgb"], batch["rgb"])
+        parts["rec_rgb_l2"] = mse(out["rgb"], batch["rgb"])
         parts["rec_rgb_ssim"] = 1 - ssim(out["rgb"], batch["rgb"])
     return {"loss": sum(parts.values()), **parts}

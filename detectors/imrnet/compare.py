@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from anomalygen.detectors.common.points import gather, knn
+from anomalygen.detectors.common.points import float32, gather, knn
 
 
 def cover_masks(groups: int, iterations: int, mask_ratio: float, generator: torch.Generator | None = None,
@@ -40,10 +40,11 @@ def iterative_reconstruction(network, centres: torch.Tensor, patches: torch.Tens
     for mask in masks:
         idx = mask.to(patches.device).expand(b, -1)
         pred = network(centres, out, idx)
-        out = out.scatter(1, idx.view(b, -1, 1, 1).expand(-1, -1, k, 3), pred.to(out.dtype))
+        out = out.scatter(1, idx.view(b, -1, 1, 1).expand(-1, -1, k, 3), pred.to(out.dtype))  # bf16 under autocast
     return out
 
 
+@float32
 def point_scores(centres: torch.Tensor, inputs: torch.Tensor, outputs: torch.Tensor, k: int) -> torch.Tensor:
     """(B,G) A_p of each centre (Eqs. 13-15): Chamfer-L2 between P_i, the k nearest points of the input
     cloud (distinct points), and P_o, the nearest points of the reconstruction, as many as cover the
@@ -68,6 +69,7 @@ def template_patches(centres: torch.Tensor, template: torch.Tensor, k: int) -> t
     return gather(ref, knn(centres, ref, k)[1]) - centres.unsqueeze(2)
 
 
+@float32
 def regularize(features: torch.Tensor, reference: torch.Tensor, threshold: float) -> torch.Tensor:
     """Eq. 19: every feature (B,G,D) farther than `threshold` from its corresponding template vector
     (`reference`, (B,G,D)) is replaced by that vector."""
@@ -75,6 +77,7 @@ def regularize(features: torch.Tensor, reference: torch.Tensor, threshold: float
     return torch.where(far, reference, features)
 
 
+@float32
 def feature_scores(f_in: torch.Tensor, f_out: torch.Tensor, reference: torch.Tensor | None = None,
                    threshold: float | None = None) -> torch.Tensor:
     """(B,G) distance between input and (regularized) reconstruction features (Eq. 18)."""

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from anomalygen.errors import AnomalygenError, RecipeError
-from anomalygen.io import atomic_path
+from anomalygen.detectors.stored import load_torch, save_torch
 from anomalygen.detectors.common.align import rigid_align
 from anomalygen.detectors.common.points import farthest_point_indices
 from anomalygen.detectors.common.spread import spread_to_points
@@ -284,14 +284,13 @@ class IMRNetDetector(NeuralDetector):
     # -- save / load --------------------------------------------------------------------
     def _save_state(self, directory: Path) -> dict:
         state = super()._save_state(directory)
-        with atomic_path(directory / TEMPLATE_FILE) as tmp:
-            torch.save({**self.template, "reference": self.reference}, tmp)
+        save_torch({**self.template, "reference": self.reference}, directory / TEMPLATE_FILE)
         return {**state, "template": TEMPLATE_FILE}
 
     def _load_state(self, directory: Path, state: dict) -> None:
         super()._load_state(directory, state)
         path = directory / state.get("template", TEMPLATE_FILE)
-        template = torch.load(path, map_location="cpu", weights_only=True)
+        template = load_torch(path, "template file")
         if "cloud" not in template:
             raise AnomalygenError(f"{path}: a template without its cloud (written by an older anomalygen); "
                                   "train this model again")
@@ -313,7 +312,7 @@ def load_pretrained(network: torch.nn.Module, directory: str | Path) -> None:
     if not path.is_file():
         raise AnomalygenError(f"imrnet.pretrained = {directory}: no {PRETRAINED_WEIGHTS} there "
                               f"(write one with `anomalygen pretrain-detector --detector imrnet`)")
-    weights = torch.load(path, map_location="cpu", weights_only=True)
+    weights = load_torch(path, "pretrained weights file")
     try:
         network.load_state_dict(weights)
     except RuntimeError as exc:

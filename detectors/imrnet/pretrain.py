@@ -21,7 +21,11 @@ from anomalygen.detectors.base import FitOptions
 from anomalygen.detectors.imrnet.data import PretrainItems, ShapeSourceMeshes
 from anomalygen.detectors.imrnet.detector import PRETRAINED_WEIGHTS, IMRNetDetector
 from anomalygen.errors import AnomalygenError
-from anomalygen.io import atomic_path, write_text_atomic
+from anomalygen.io.lock import lock_folder
+from anomalygen.io.output_dir import check_out_path
+from anomalygen.limits import minutes
+from anomalygen.detectors.stored import save_torch
+from anomalygen.io import write_text_atomic
 from anomalygen.shapes.sources import open_source
 
 PRETRAIN_FILE = "pretrain.json"
@@ -35,9 +39,11 @@ def pretrain_imrnet(config: dict | None, out, source: str | None = None, device:
                     loader_workers: int = 0) -> dict:
     """Pretrain on a shape source and write OUT/model.pt and OUT/pretrain.json; returns the latter's dict.
     `source` overrides the recipe's imrnet.pretrain.source (None / 'procedural': the catalog)."""
+    max_minutes = minutes(max_minutes)  # before anything is written: the rule of every command
     det = IMRNetDetector(config, device)
     c = det.cfg
     out = Path(out)
+    check_out_path(out)
     if (out / PRETRAINED_WEIGHTS).exists() and not resume:
         raise AnomalygenError(f"{out} already holds a pretrained model; choose another --out")
     src = open_source(source if source is not None else c.pretrain.source)
@@ -50,6 +56,7 @@ def pretrain_imrnet(config: dict | None, out, source: str | None = None, device:
         torch.manual_seed(seed)
         network = det.build_network()
     out.mkdir(parents=True, exist_ok=True)
+    lock_folder(out)  # a second pretraining into OUT stops here, naming this process
     start = time.monotonic()
     options = FitOptions(workdir=out, resume=resume, max_minutes=max_minutes, progress=progress,
                          loader_workers=loader_workers, task="imrnet")
@@ -59,8 +66,7 @@ def pretrain_imrnet(config: dict | None, out, source: str | None = None, device:
                 "network": {k: det.config[k] for k in PRETRAIN_KEYS}}
     result = fit_network(network, items, det.training_loss(), c.pretrain.train, options, det.device, "pretrain",
                          identity, "imrnet.pretrain.train")
-    with atomic_path(out / PRETRAINED_WEIGHTS) as tmp:
-        torch.save(network.state_dict(), tmp)
+    save_torch(network.state_dict(), out / PRETRAINED_WEIGHTS)  # same weights, same bytes
     summary = {"detector": "imrnet", "config": det.config, "source": src.summary(), "shapes": c.pretrain.shapes,
                "training": result.as_dict(), "seconds": round(time.monotonic() - start, 2),
                "device": str(det.device)}

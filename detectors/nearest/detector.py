@@ -96,7 +96,9 @@ class NearestDetector(Detector):
         return {"train_points": len(self.train_points)}
 
     def _load_state(self, directory: Path, state: dict) -> None:
-        self._set_points(np.load(directory / POINTS_FILE))
+        from anomalygen.detectors.stored import load_array
+
+        self._set_points(load_array(directory / POINTS_FILE, "training points file"))
 
     def description(self) -> str:
         return f"{len(self.train_points)} training points"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import math
+import os
+import signal
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from anomalygen.io import atomic_path
 from anomalygen.detectors.training import losscurve
 
 LAST_CHECKPOINT = "last.ckpt"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
 IGNORED_WARNINGS = (
     r".*does not have many workers.*",  # the loader's worker count is the engine's setting
@@ -128,6 +134,26 @@ class RunProgressBar(ProgressBar):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class EndWithParent(Callback):
+    """In each process that ddp_spawn starts: ask the kernel to kill it when the process that started
+    the fit ends, so a killed run (SIGKILL cannot be handled) leaves no training processes behind,
+    stuck in the rendezvous or a collective and holding memory. Done when the process unpickles the
+    Trainer (its first act), as QuietLightning does: a Callback hook would come after the rendezvous,
+    where a rank whose peer is gone waits for good."""
+
+    def __init__(self):
+        self.parent = os.getpid()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if os.getpid() == self.parent or not sys.platform.startswith("linux"):
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.parent:  # the parent ended before the request was made
+            os._exit(1)
 
 
 class QuietLightning(Callback):

@@ -5,7 +5,7 @@
 Why the Trainer and not Fabric: everything this loop promises is a Trainer feature that
 Fabric would leave to hand-written code: full-state checkpoints and `ckpt_path` resume
 (model, optimizer, LR schedule, loop counters), the step-boundary time budget (Timer),
-precision plugins (bf16 autocast on CUDA), DDP strategies with their launchers and the
+precision plugins (bf16 autocast: FitOptions.precision), DDP strategies with their launchers and the
 return of rank 0's weights to the caller's process, gradient clipping and deterministic
 mode. With Fabric the epoch loop, its restart bookkeeping and the budget check would be
 ours to write and to get right; here the only loop-shaped code is Lightning's.
@@ -39,10 +39,11 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from torch import nn
 from torch.utils.data import Dataset
 
-from anomalygen.errors import AnomalygenError
-from anomalygen.detectors.base import FitOptions
-from anomalygen.detectors.training.callbacks import (IGNORED_WARNINGS, LAST_CHECKPOINT, LIGHTNING_LOGGERS, EpochCheckpoint,
-                                                     FitBudget, LossLog, QuietLightning, RunProgressBar)
+from anomalygen.errors import AnomalygenError, Terminated
+from anomalygen.detectors.base import FitOptions, mixed_precision
+from anomalygen.detectors.stored import load_torch, reading
+from anomalygen.detectors.training.callbacks import (IGNORED_WARNINGS, LAST_CHECKPOINT, LIGHTNING_LOGGERS, EndWithParent,
+                                                     EpochCheckpoint, FitBudget, LossLog, QuietLightning, RunProgressBar)
 from anomalygen.detectors.training.config import TrainConfig
 from anomalygen.detectors.training.module import BAD_EPOCH, BAD_LOSS, BAD_STEP, EPOCHS, STEPS, NetworkModule
 
@@ -95,6 +96,8 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
             LossLog(workdir / f"loss{suffix}.csv", workdir / f"loss{suffix}.png", f"{where}: training loss"),
             EpochCheckpoint(ckpt_dir),  # after LossLog: a checkpoint never holds epochs the CSV lacks
         ]
+        if options.devices > 1:
+            callbacks.append(EndWithParent())
         if options.max_minutes is not None:
             callbacks.append(FitBudget(options.max_minutes))
         if options.progress:
@@ -104,7 +107,7 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
             trainer = pl.Trainer(
                 accelerator=accelerator, devices=devices,
                 strategy="ddp_spawn" if options.devices > 1 else "auto",
-                precision="bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true",
+                precision="bf16-mixed" if mixed_precision(options.precision, torch.device(accelerator)) else "32-true",
                 max_epochs=config.epochs, gradient_clip_val=config.grad_clip,
                 # bit-identical weights for a seed on CPU; CUDA keeps its fast (nondeterministic) kernels
                 deterministic=True if not cuda else None,
@@ -125,21 +128,31 @@ def fit_network(network: nn.Module, items: Dataset, loss: Callable[[nn.Module, d
                           resumed_from=resumed_epochs)
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
 def _fit(trainer: pl.Trainer, module: NetworkModule, ckpt_path: str | None) -> None:
-    """trainer.fit, except for Ctrl+C: Lightning answers it by ignoring SIGINT from then on and
-    exiting the process (sys.exit(1)); a fit is a library call, so it raises KeyboardInterrupt like
-    any other and leaves the SIGINT handler as it was (the complete epochs stay resumable)."""
+    """trainer.fit, except for Ctrl+C and SIGTERM: Lightning answers Ctrl+C by ignoring SIGINT from then
+    on and exiting the process (sys.exit(1)), and SIGTERM by stopping at the end of the running step,
+    which can take minutes for a large network on a CPU. A fit is a library call: Ctrl+C raises
+    KeyboardInterrupt and SIGTERM `Terminated` (a KeyboardInterrupt) at once, mid-step, and both
+    handlers are left as they were (the complete epochs stay resumable)."""
     main_thread = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    terminated = []
+    if main_thread:  # Lightning calls the handler it finds after its own (it kills DDP workers first)
+        signal.signal(signal.SIGTERM, lambda signum, frame: (terminated.append(signum), _terminate(signum, frame)))
     try:
         trainer.fit(module, ckpt_path=ckpt_path)
     except SystemExit:
         if trainer.state.status == TrainerStatus.INTERRUPTED:
-            raise KeyboardInterrupt from None
+            raise (Terminated(f"terminated by signal {terminated[0]}") if terminated else KeyboardInterrupt()) from None
         raise
     finally:
-        if main_thread and handler is not None:
-            signal.signal(signal.SIGINT, handler)
+        for s, handler in handlers.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 @contextlib.contextmanager
@@ -171,14 +184,16 @@ def _resume_checkpoint(path: Path, resume: bool, config: TrainConfig, identity: 
     nothing saved yet)."""
     if not resume or not path.is_file():
         return None, 0
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    saved = checkpoint.get("anomalygen", {})
+    checkpoint = load_torch(path, "checkpoint", mmap=True)
+    with reading(path, "checkpoint"):  # a torch file of another kind
+        saved = checkpoint.get("anomalygen", {})
+        epochs = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     now = {"train": dataclasses.asdict(config), "identity": identity, "items": n_items}
     changed = sorted(k for k in now if saved.get(k) != now[k])
     if changed:
         raise AnomalygenError(f"{path}: written by a fit with other {' and '.join(changed)} than this one; "
                               "resume with the same settings and training data, or train without resume to start over")
-    return str(path), int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    return str(path), epochs
 
 
 @contextlib.contextmanager

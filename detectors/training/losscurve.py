@@ -29,10 +29,13 @@ def read_rows(path: Path) -> tuple[list[str], list[dict]]:
 
 def keep_epochs(path: Path, epochs: int) -> None:
     """Drop rows past the first `epochs` epochs (what a resumed fit trains again)."""
-    columns, rows = read_rows(path)
-    if not columns:
-        return
-    kept = [r for r in rows if int(r["epoch"]) <= epochs]
+    from anomalygen.detectors.stored import reading
+
+    with reading(path, "loss curve"):
+        columns, rows = read_rows(path)
+        if not columns:
+            return
+        kept = [r for r in rows if int(r["epoch"]) <= epochs]
     write_text_atomic(path, _csv(columns, kept, header=True))
 
 

@@ -43,6 +43,7 @@ from anomalygen.detectors.data import iterate_samples
 from anomalygen.detectors.neural import NeuralDetector
 from anomalygen.detectors.progress import progress_bar
 from anomalygen.detectors.settings import as_section, bounded
+from anomalygen.detectors.stored import load_torch
 from anomalygen.detectors.training.config import TrainConfig
 from anomalygen.detectors.zal3d.data import Prepared, ZAL3DItems, cell_patches, normalize_patches
 from anomalygen.detectors.zal3d.loss import zal3d_loss
@@ -197,7 +198,7 @@ class ZAL3DDetector(NeuralDetector):
         patches = torch.from_numpy(normalize_patches(raw) if len(raw) else raw).to(self.device)
         if len(ids) == 0:
             return patches, torch.zeros(0, FEATURE_DIM, device=self.device), ids
-        f = F.normalize(self.network.features(patches), dim=-1) * self.feature_scale
+        f = F.normalize(self.network.features(patches).float(), dim=-1) * self.feature_scale  # float32 under autocast
         return patches, f, ids
 
     def _cell_features(self, xyz: np.ndarray, fpfh, rgb) -> torch.Tensor:
@@ -242,7 +243,7 @@ class ZAL3DDetector(NeuralDetector):
                 raise AnomalygenError(f"zal3d.rgb_weights: {path} is not a file (a torchvision wide_resnet50_2 state dict)")
             net = resnet50(width=128)
             try:
-                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                net.load_state_dict(load_torch(path, "zal3d.rgb_weights file"))
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise AnomalygenError(f"zal3d.rgb_weights: {path} is not a wide_resnet50_2 state dict "
                                       f"({str(exc).splitlines()[0]})") from None
@@ -268,7 +269,8 @@ class ZAL3DDetector(NeuralDetector):
             if len(ids):
                 patches = torch.from_numpy(normalize_patches(raw)).to(self.device)
                 perturbed = perturb(self.network.classifier, patches, c.eta)
-                probs[torch.as_tensor(ids, device=self.device)] = anomaly_probability(self.network.classifier, perturbed)
+                probs[torch.as_tensor(ids, device=self.device)] = anomaly_probability(self.network.classifier,
+                                                                                      perturbed).float()
             amap = amap + c.w_c * spread_to_pixels(probs.reshape(g, g), size, sigma)
             score += c.w_c * float(probs.max())
         return float(score), amap.cpu().numpy()
