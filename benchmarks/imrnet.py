@@ -3,6 +3,7 @@ build-shapenet data, and the paper's Table 4 sampler ablation.
 
     python benchmarks/imrnet.py --difficulty easy [--classes 8] [--train-seeds 0,1] [--score-seeds 0,1,2]
                                 [--rows nearest,btf,builtin,scratch] [--ablation gps:gps,gps:fps,fps:fps,...]
+                                [--quantiles 0.95]
                                 [--recipe imrnet-small] [--threads 1] [--set KEY=VALUE ...] [--keep DIR]
 
 Data: `anomalygen build-shapenet --classes N --set difficulty=LEVEL` (the first N classes; 4 train
@@ -14,6 +15,8 @@ Rows (each class fitted on its 4 training clouds, scored on its 36 test clouds):
   scratch   the same with imrnet.pretrained = null (random initial weights, same steps)
 IMRNet rows are fitted once per training seed (imrnet.train.seed) and scored once per scoring seed
 (imrnet.score_seed: pools, centres, masks; the template stays the one the fit made).
+Eq. 19 threshold (--quantiles): the builtin seed-0 models rescored (scoring seed 0) with other
+imrnet.template_quantile values, the template's threshold and scales fitted again for each.
 Ablation (paper Table 4): TRAIN:SCORE pairs of centre samplers (gps | fps | random), training seed 0,
 scoring seed 0, from the builtin backbone: a model is fine-tuned per training sampler and rescored
 with each scoring sampler (template and scales fitted again for it: IMRNetDetector.with_scoring).
@@ -158,6 +161,9 @@ def main(argv=None) -> int:
     ap.add_argument("--score-seeds", default="0,1,2")
     ap.add_argument("--ablation", default="gps:gps,gps:fps,gps:random,fps:fps,fps:gps,random:random",
                     help="TRAIN:SCORE sampler pairs ('' = none)")
+    ap.add_argument("--quantiles", default="0.95",
+                    help="imrnet.template_quantile values to rescore the builtin seed-0 models with, against the "
+                         "recipe's ('' = none)")
     ap.add_argument("--recipe", default="imrnet-small")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the fitting / scoring process")
     ap.add_argument("--loader-workers", type=int, default=1, help="DataLoader workers of an IMRNet fit")
@@ -220,6 +226,9 @@ def main(argv=None) -> int:
                         run_unit(f"{row}-t{ts}-s{ss}", cls, "imrnet", config, f"{row}-t{ts}", {"score_seed": int(ss)})
             else:
                 raise SystemExit(f"unknown row {row!r}; use nearest, btf, builtin, scratch")
+        for q in [float(q) for q in args.quantiles.split(",") if q]:  # Eq. 19 threshold, template refitted
+            config = {**imr, "train": {**imr.get("train", {}), "seed": 0}}
+            run_unit(f"builtin-t0-s0-q{q:g}", cls, "imrnet", config, "builtin-t0", {"template_quantile": q}, refit=True)
         for tr, sc in pairs:
             config = {**imr, "sampler": tr, "train": {**imr.get("train", {}), "seed": 0}}
             key = "builtin-t0" if tr == imr.get("sampler", "gps") else f"builtin-t0-{tr}"

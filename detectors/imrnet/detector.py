@@ -30,8 +30,8 @@ The template (Eq. 19, "a single template") is the first training cloud, thinned 
 vector at a centre is the feature of its own points around that centre. The threshold is the
 `template_quantile` quantile of the distances from the other training clouds' reconstruction
 features to the template's vectors at their centres: 0.95 replaces the 5 % strays, 0 replaces
-every reconstruction feature, so that A_f compares the input with the template (measured best:
-benchmarks/RESULTS.md). Template cloud, threshold and the two scales are fitted after training and
+every reconstruction feature, so that A_f compares the input with the template (the default;
+benchmarks/RESULTS.md compares it with 0.95). Template cloud, threshold and the two scales are fitted after training and
 saved beside the weights (template.pt).
 """
 

@@ -4,8 +4,7 @@ sampler (GPS by default; FPS or random for the Table 4 ablation), the k nearest 
 Thinning is farthest-point sampling from the pool's first point. Training items thin and choose
 their centres in the DataLoader workers (`thin_points`: fpsample's compiled FPS, the same indices
 as the torch loop; `CentrePlan.choose`), so the training step only groups and trains; scoring
-thins all draws of a sample at once (`thin`: fpsample per draw on the CPU, where it is several
-times faster than the loop of small torch kernels, and the batched torch loop on a GPU) and
+thins the draws of a sample (`thin`: fpsample per draw on the host, whatever the device) and
 chooses their centres as one batch (`make_patches`).
 """
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from anomalygen.detectors.common.gps import sample_points
-from anomalygen.detectors.common.points import farthest_point_indices, farthest_point_sample, gather, knn
+from anomalygen.detectors.common.points import farthest_point_indices, gather, knn
 
 
 def thin_points(pool: np.ndarray, n_points: int) -> np.ndarray:
@@ -29,12 +28,13 @@ def thin_points(pool: np.ndarray, n_points: int) -> np.ndarray:
 
 def thin(pool: torch.Tensor, n_points: int) -> torch.Tensor:
     """(B,P,3) -> (B,n_points,3): farthest-point thinning of each random pool, from its first point
-    (a no-op for pools the loader thinned already)."""
+    (a no-op for pools the loader thinned already). fpsample's compiled FPS on the host for every
+    device: the same indices as the torch loop (farthest_point_sample), which on a GPU would launch a
+    few small kernels per point picked (~20 k per cloud at 4096 points)."""
     if pool.shape[1] == n_points:
         return pool
-    if pool.device.type == "cpu":
-        return torch.stack([torch.from_numpy(thin_points(p.numpy(), n_points)) for p in pool]).to(pool.dtype)
-    return gather(pool, farthest_point_sample(pool, n_points))
+    host = pool.detach().float().cpu().numpy()
+    return torch.from_numpy(np.stack([thin_points(p, n_points) for p in host])).to(pool.device, pool.dtype)
 
 
 @dataclass(frozen=True)
