@@ -199,12 +199,13 @@ def test_template_regularization_replaces_by_the_corresponding_vector_not_the_ne
     assert torch.allclose(patches.abs(), torch.full((1, 3, 2, 3), 0.05) * torch.tensor([1.0, 0, 0]))
     # hand-made features: the template's vector at each centre is one-hot by position along x
     reference = torch.eye(3)[[2, 0, 1]][None]
-    f_in = torch.zeros(1, 3, 3)
+    f_in = reference.clone()  # an input that looks like the template everywhere
     # the first reconstruction feature equals the template's vector of ANOTHER position (the nearest-feature
-    # rule would keep it); the second is 0.1 off its own (kept); the third is far from all (replaced)
+    # rule would keep it and score 1.41); the second is 0.1 off its own (kept); the third is nearest to the
+    # vector of another position but far from all (the nearest-feature rule would put e3 there: 1.41)
     f_out = torch.tensor([[[1.0, 0, 0], [1.1, 0, 0], [0.0, 0, 5.0]]])
     a_f = feature_scores(f_in, f_out, reference, threshold=0.5)
-    assert a_f[0].tolist() == pytest.approx([1.0, 1.1, 1.0])  # |0 - e2|, |(1.1, 0, 0)| kept, |0 - e1|
+    assert a_f[0].tolist() == pytest.approx([0.0, 0.1, 0.0], abs=1e-6)  # replaced, kept, replaced by its own vector
     # in the detector, the template's vector at a centre is the feature of the template's own patch there:
     # the template cloud itself meets its vectors exactly
     det, _ = trained
