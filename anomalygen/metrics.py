@@ -182,3 +182,63 @@ def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: fl
     else:
         raise MetricError(f"AUPRO: variant {variant!r}; use one of {', '.join(AUPRO_VARIANTS)}")
     return trapezoid_to(fprs, pros, fpr_limit) / fpr_limit
+
+
+# -- bootstrap intervals of a mean over classes (benchmarks/, BENCHMARKS.md) -----------------------
+
+BOOTSTRAP_BINS = 4096  # point scores are binned at the pooled quantiles of each class: ties only within a bin
+
+
+def _pairwise_auroc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC (B,) of samples (S,) counted `weights` (B,S) times each; NaN where a draw lacks a class."""
+    y = np.asarray(labels) > 0
+    s = np.asarray(scores, np.float64)
+    wins = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
+    wp, wn = weights[:, y], weights[:, ~y]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("bi,ij,bj->b", wp, wins, wn) / (wp.sum(1) * wn.sum(1))
+
+
+def _binned_point_auroc(targets: Sequence[np.ndarray], maps: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Pooled point AUROC (B,) of clouds counted `weights` (B,S) times each, from per-cloud histograms of
+    the scores over BOOTSTRAP_BINS quantile bins (points in one bin count as ties)."""
+    pooled = np.concatenate([np.asarray(m, np.float64).ravel() for m in maps])
+    edges = np.unique(np.quantile(pooled, np.linspace(0, 1, BOOTSTRAP_BINS + 1)[1:-1]))
+    pos, neg = [], []
+    for t, m in zip(targets, maps):
+        b = np.searchsorted(edges, np.asarray(m, np.float64).ravel(), side="right")
+        t = np.asarray(t).ravel() > 0
+        pos.append(np.bincount(b[t], minlength=len(edges) + 1))
+        neg.append(np.bincount(b[~t], minlength=len(edges) + 1))
+    p = weights @ np.array(pos, np.float64)
+    n = weights @ np.array(neg, np.float64)
+    below = np.cumsum(n, 1) - n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((p * below).sum(1) + 0.5 * (p * n).sum(1)) / (p.sum(1) * n.sum(1))
+
+
+def bootstrap_class_means(classes: Sequence[dict], draws: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """The `level` interval of the mean over classes of I-AUROC and of point AUROC when each class's
+    test samples are resampled with replacement (`draws` times; BENCHMARKS.md). Each class is a dict:
+    "labels" (S,) 0/1 per sample, "scores" (S,) object scores, and optionally "targets"/"maps", the
+    per-point labels and scores of each sample (point AUROC). Returns {"i_auroc": (lo, hi)[,
+    "point_auroc": (lo, hi)]}; point AUROC bins the scores (BOOTSTRAP_BINS), a draw that lacks
+    normal or anomalous samples in a class leaves that class out of the draw's mean."""
+    rng = np.random.default_rng(seed)
+    per = {"i_auroc": [], "point_auroc": []}
+    for c in classes:
+        size = len(c["labels"])
+        weights = rng.multinomial(size, np.full(size, 1.0 / size), size=draws).astype(np.float64)
+        per["i_auroc"].append(_pairwise_auroc(c["labels"], c["scores"], weights))
+        if c.get("maps") is not None:
+            per["point_auroc"].append(_binned_point_auroc(c["targets"], c["maps"], weights))
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name, rows in per.items():
+        if rows:
+            with np.errstate(all="ignore"):
+                means = np.nanmean(np.array(rows), axis=0)
+            lo, hi = np.nanpercentile(means, [tail, 100 - tail])
+            out[name] = (float(lo), float(hi))
+    return out

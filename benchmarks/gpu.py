@@ -137,10 +137,9 @@ def _synthetic_batch(name: str, c, b: int) -> dict:
         s = c.size
         img = lambda ch: torch.rand(b, ch, s, s)  # noqa: E731
         return {"rgb": img(3), "depth": img(1), "rgb_aug": img(3), "depth_aug": img(1), "mask": torch.zeros(b, 1, s, s)}
-    if name == "imrnet":
-        from anomalygen.detectors.common.pools import POOL
-
-        return {"points": torch.randn(b, POOL * c.n_points, 3)}
+    if name == "imrnet":  # the loader workers thin each cloud and choose its centres (imrnet/data.py)
+        return {"points": torch.randn(b, c.n_points, 3),
+                "centres": torch.stack([torch.randperm(c.n_points)[:c.groups] for _ in range(b)])}
     w = torch.ones(b)
     return {"pos": torch.randn(b, c.positives, c.patch_points, 3),
             "neg": torch.randn(b, c.positives * c.negatives, c.patch_points, 3), "fpfh": torch.rand(b, c.positives, 33),
@@ -329,7 +328,7 @@ def forward_ms(det, repeats: int = 10, warmup: int = 3) -> float | None:
 
         mask = cover_masks(c.groups, c.iterations, c.mask_ratio, torch.Generator().manual_seed(0))[0]
         args = (torch.randn(1, c.groups, 3, device=dev), 0.05 * torch.randn(1, c.groups, c.patch_points, 3, device=dev),
-                mask[None].to(dev))
+                mask.to(dev))
         call = net
     elif det.name == "zal3d":
         args, call = (torch.randn(c.grid ** 2, c.patch_points, 3, device=dev),), net

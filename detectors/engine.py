@@ -78,9 +78,7 @@ def train_detector(detector: str, data, out, classes=None, train_classes=None, t
     cls = get_detector(detector)
     dev = resolve_device(device or get_key(rec, "run.device", "auto"))
     set_threads(get_key(rec, "run.threads", None))
-    loader_workers = get_key(rec, "run.loader_workers", 0)
-    if isinstance(loader_workers, bool) or not isinstance(loader_workers, int) or loader_workers < 0:
-        raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {loader_workers!r}")
+    loader_workers = recipe_loader_workers(rec)
     precision = check_precision(get_key(rec, "run.precision", "auto"))
     max_minutes = minutes(max_minutes)
     if cls.trains_network or devices != 1:
@@ -197,6 +195,14 @@ def load_model(run_dir: Path, model_key: str, device) -> Detector:
         return Detector.load(model_dir(run_dir, model_key), device)
     except DamagedFile as exc:
         raise exc.with_remedy(retrain_remedy(run_dir, model_key)) from None
+
+
+def recipe_loader_workers(rec: dict) -> int:
+    """Recipe run.loader_workers: DataLoader worker processes of a training fit (0 = in the main process)."""
+    workers = get_key(rec, "run.loader_workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise AnomalygenError(f"run.loader_workers must be a non-negative integer, got {workers!r}")
+    return workers
 
 
 def set_threads(threads) -> None:

@@ -85,9 +85,10 @@ def test_gps_geometry_normals_curvature_and_split():
 
 def test_test_time_masks_cover_every_patch():
     for groups, iterations, ratio in ((256, 3, 0.4), (10, 3, 0.2), (7, 1, 0.4)):
-        masks = cover_masks(groups, iterations, ratio, torch.Generator().manual_seed(0))
+        masks = cover_masks(groups, iterations, ratio, torch.Generator().manual_seed(0), batch=3)
         assert len(masks) == iterations
-        assert set(torch.cat(masks).tolist()) == set(range(groups))
+        for row in range(3):  # every draw of a batch covers every patch
+            assert set(torch.cat([m[row] for m in masks]).tolist()) == set(range(groups))
 
 
 def test_masked_reconstruction_loss_falls(trained):
@@ -106,12 +107,13 @@ def test_iterative_reconstruction_moves_a_bump_toward_the_original_surface(train
     before, after = [], []
     for _ in range(3):
         pts, _ = plane(800, rng, bump=0.3)
-        r = det.analyse(pts)
-        flat = r["normed"][:, 2].median()  # the plane's height after normalization
-        centres = r["centres"]
-        on_bump = centres[:, :2].norm(dim=-1) < 0.4 * float(r["normed"][:, :2].abs().max())
-        inp = (r["patches"] + centres[:, None])[on_bump]
-        out = (r["recon"] + centres[:, None])[on_bump]
+        cloud = torch.from_numpy(det.canonical(pts))  # normalized, in the template plane's pose
+        r = det.analyse(cloud.numpy())
+        flat = cloud[:, 2].median()  # the plane's height
+        centres, k = r["centres"].reshape(-1, 3), r["patches"].shape[2]  # every draw's centres
+        on_bump = centres[:, :2].norm(dim=-1) < 0.4 * float(cloud[:, :2].abs().max())
+        inp = (r["patches"].reshape(-1, k, 3) + centres[:, None])[on_bump]
+        out = (r["recon"].reshape(-1, k, 3) + centres[:, None])[on_bump]
         before.append(float((inp[..., 2] - flat).abs().mean()))
         after.append(float((out[..., 2] - flat).abs().mean()))
     assert np.mean(after) < 0.7 * np.mean(before), (before, after)
@@ -185,3 +187,143 @@ def test_fits_and_maps_every_point_on_both_point_layouts(layout, request):
         s = ref.load()
         score, amap = det.score(s)
         assert amap.shape == (len(s.points),) and np.isfinite(score) and np.isfinite(amap).all()
+
+
+def test_template_regularization_replaces_by_the_corresponding_vector_not_the_nearest_feature(trained):
+    from anomalygen.detectors.imrnet.compare import feature_scores, template_patches
+
+    # a hand-made template cloud: a row of points along x; its patch at a centre is its own points there
+    template = torch.tensor([[x, 0.0, 0.0] for x in (0.0, 0.1, 1.0, 1.1, 2.0, 2.1)])
+    centres = torch.tensor([[[2.05, 0, 0], [0.05, 0, 0], [1.05, 0, 0]]])
+    patches = template_patches(centres, template, 2)
+    assert torch.allclose(patches.abs(), torch.full((1, 3, 2, 3), 0.05) * torch.tensor([1.0, 0, 0]))
+    # hand-made features: the template's vector at each centre is one-hot by position along x
+    reference = torch.eye(3)[[2, 0, 1]][None]
+    f_in = reference.clone()  # an input that looks like the template everywhere
+    # the first reconstruction feature equals the template's vector of ANOTHER position (the nearest-feature
+    # rule would keep it and score 1.41); the second is 0.1 off its own (kept); the third is nearest to the
+    # vector of another position but far from all (the nearest-feature rule would put e3 there: 1.41)
+    f_out = torch.tensor([[[1.0, 0, 0], [1.1, 0, 0], [0.0, 0, 5.0]]])
+    a_f = feature_scores(f_in, f_out, reference, threshold=0.5)
+    assert a_f[0].tolist() == pytest.approx([0.0, 0.1, 0.0], abs=1e-6)  # replaced, kept, replaced by its own vector
+    # in the detector, the template's vector at a centre is the feature of the template's own patch there:
+    # the template cloud itself meets its vectors exactly
+    det, _ = trained
+    res = det.analyse(det.template["cloud"].numpy())
+    assert torch.allclose(res["reference"], res["f_in"], atol=1e-5)
+    other = det.analyse(det.canonical(plane(800, np.random.default_rng(9), bump=0.3)[0]))
+    assert not torch.allclose(other["reference"], other["f_in"], atol=1e-3)
+
+
+def test_rigid_alignment_undoes_a_rotation_and_keeps_a_shared_pose():
+    from anomalygen.detectors.common.align import rigid_align
+    from anomalygen.detectors.imrnet.data import random_rotation
+
+    rng = np.random.default_rng(6)
+    # an asymmetric part: a box of unequal sides with a bump on one face
+    pts = rng.uniform(-1, 1, (3000, 3)) * [1.0, 0.6, 0.3]
+    pts[:, 2] += 0.3 * np.exp(-((pts[:, 0] - 0.5) ** 2 + pts[:, 1] ** 2) / 0.05)
+    target = torch.from_numpy(pts[:500].astype(np.float32))
+    for _ in range(4):  # the same part, another pose, its points shuffled and jittered
+        rot = random_rotation(rng)
+        src = pts[rng.permutation(500)] + rng.normal(0, 0.005, (500, 3))
+        moved = src @ rot.T + rng.normal(0, 0.2, 3)
+        r, t, residual = rigid_align(torch.from_numpy(moved.astype(np.float32)), target)
+        back = moved @ r.numpy().T + t.numpy()
+        assert np.abs(back - src).max() < 0.02, residual
+    r, t, _ = rigid_align(torch.from_numpy(pts[500:1000].astype(np.float32)), target)  # other points, same pose
+    assert np.abs(r.numpy() - np.eye(3)).max() < 0.1 and np.abs(t.numpy()).max() < 0.1  # within sampling noise
+
+
+def test_training_items_thin_as_farthest_point_sampling_of_the_pool_did():
+    from anomalygen.detectors.common.points import farthest_point_sample, gather
+    from anomalygen.detectors.common.pools import draw_pool
+    from anomalygen.detectors.imrnet.data import CloudItems
+    from anomalygen.detectors.imrnet.patches import CentrePlan, thin
+
+    rng = np.random.default_rng(7)
+    clouds = [plane(3000, rng, bump=0.2)[0] for _ in range(2)]
+    items = CloudItems(clouds, 512, CentrePlan(32), seed=3, repeat=2)
+    for key in ((0, 0), (1, 3)):
+        item = items[key]
+        pool = draw_pool(clouds[key[1] % 2], 512, np.random.default_rng([3, *key]))
+        torch_thin = gather(torch.from_numpy(pool)[None], farthest_point_sample(torch.from_numpy(pool)[None], 512))[0]
+        assert torch.equal(item["points"], torch_thin)  # the torch loop on the device picked the same points
+        assert item["centres"].shape == (32,) and len(set(item["centres"].tolist())) == 32
+    pools = torch.from_numpy(np.stack([draw_pool(c, 512, rng) for c in clouds]))
+    assert torch.equal(thin(pools, 512), gather(pools, farthest_point_sample(pools, 512)))  # scoring's batched path
+
+
+def test_point_score_compares_distinct_input_points_with_the_same_neighbourhood_of_the_reconstruction(trained):
+    from anomalygen.detectors.imrnet.compare import point_scores
+
+    rng = np.random.default_rng(5)
+    cloud = torch.from_numpy(plane(400, rng)[0])[None]
+    centres = cloud[:, :6]
+    # a perfect reconstruction that predicts every point twice (overlapping patches) scores 0
+    assert point_scores(centres, cloud, torch.cat([cloud, cloud.flip(1)], 1), 16).abs().max() < 1e-10
+    # a bump in the input that the reconstruction flattens scores where the bump is
+    bumped = cloud.clone()
+    near = cloud[0, :, :2].norm(dim=-1) < 0.3
+    bumped[0, near, 2] += 0.1
+    centre = torch.tensor([[[0.0, 0.0, 0.1], [0.9, 0.9, 0.0]]])
+    a_p = point_scores(centre, bumped, cloud, 16)[0]
+    assert a_p[0] > 0.005 and a_p[1] < 1e-10
+    # the detector compares the distinct points of the thinned input cloud, not the union of its patches
+    det, _ = trained
+    res = det.analyse(det.canonical(plane(800, rng, bump=0.3)[0]))
+    pts = res["points"]
+    assert all(len(torch.unique(p, dim=0)) == len(p) for p in pts)
+    recon = (res["recon"] + res["centres"].unsqueeze(2)).flatten(1, 2)
+    assert torch.allclose(res["a_p"], point_scores(res["centres"], pts, recon, det.cfg.compare_points))
+
+
+def _small_recipe() -> dict:
+    from anomalygen.recipes import builtin_recipes, load_recipe
+
+    return load_recipe(builtin_recipes()["imrnet-small"])["imrnet"]
+
+
+def test_builtin_backbone_loads_reconstructs_better_than_random_weights_and_scores():
+    from anomalygen.detectors.imrnet.data import PretrainItems, ShapeSourceMeshes
+    from anomalygen.detectors.imrnet.detector import load_pretrained
+    from anomalygen.detectors.imrnet.loss import masked_chamfer_loss
+    from anomalygen.shapes.sources import open_source
+
+    cfg = _small_recipe()
+    assert cfg["pretrained"] == "builtin"
+    det = IMRNetDetector(cfg, device="cpu")
+    items = PretrainItems(ShapeSourceMeshes(open_source(None), 4, seed=99), det.cfg.n_points, det.centre_plan(), 99)
+    batch = {k: torch.stack([items[(0, i)][k] for i in range(4)]) for k in ("points", "centres")}
+    losses = {}
+    for name in ("random", "builtin"):
+        torch.manual_seed(0)
+        network = det.build_network().eval()
+        if name == "builtin":
+            load_pretrained(network, "builtin")
+        with torch.no_grad():
+            losses[name] = float(masked_chamfer_loss(network, batch, groups=det.cfg.groups,
+                                                     patch_points=det.cfg.patch_points, mask_ratio=det.cfg.mask_ratio,
+                                                     centre_jitter=0.0)["loss"])
+    assert losses["builtin"] < 0.2 * losses["random"], losses  # shapes it never saw, masked patches predicted
+    rng = np.random.default_rng(8)
+    quick = {**cfg, "repeat": 1, "score_draws": 1, "train": {**cfg["train"], "epochs": 1}}
+    fitted = IMRNetDetector(quick, device="cpu").fit([plane_sample(rng, split="train", name=f"t{i}") for i in range(2)])
+    score, amap = fitted.score(plane_sample(rng, bump=0.3))
+    assert np.isfinite(score) and amap.shape == (800,) and np.isfinite(amap).all()
+
+
+def test_pretrain_detector_reproduces_the_first_steps_of_the_builtin_backbone(tmp_path):
+    from importlib import resources
+
+    shipped = resources.files("anomalygen.detectors.imrnet") / "pretrained"
+    record = json.loads((shipped / "pretrain.json").read_text())
+    out = tmp_path / "again"
+    # the command and seed the builtin backbone was made with, stopped after its first steps
+    r = run("pretrain-detector", "--detector", "imrnet", "--recipe", "imrnet-small", "--out", out, "--quiet",
+            "--max-minutes", "0.05", *[a for kv in record["overrides"] for a in ("--set", kv)])
+    assert r.exit_code == 0, r.output
+    ours = [float(line.split(",")[2]) for line in (out / "loss-pretrain.csv").read_text().splitlines()[1:]]
+    theirs = [float(line.split(",")[2]) for line in (shipped / "loss.csv").read_text().splitlines()[1:]]
+    n = min(len(ours), 3)
+    assert n >= 1 and ours[:n] == pytest.approx(theirs[:n], rel=1e-3)

@@ -152,3 +152,44 @@ def test_btf_variant_equals_the_pointer_walk_on_quantized_maps():
 def test_unknown_aupro_variant_is_refused():
     with pytest.raises(MetricError, match="variant"):
         aupro([MASK], [SCORE], variant="mvtec")
+
+
+def _replicated(weights, items):
+    return [x for w, x in zip(weights, items) for _ in range(int(w))]
+
+
+def test_bootstrap_draws_score_the_resampled_samples_as_the_exact_metrics_do():
+    from anomalygen.metrics import _binned_point_auroc, _pairwise_auroc
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    scores = rng.random(7)
+    targets = [(rng.random(30) < 0.2 * (1 + l)).astype(np.uint8) for l in labels]
+    maps = [np.round(rng.random(30) + t, 2) for t in targets]  # few distinct values: every bin is one value
+    weights = rng.multinomial(7, np.full(7, 1 / 7), size=5).astype(float)
+    weights[0] = [2, 0, 1, 1, 0, 3, 0]
+    got_i = _pairwise_auroc(labels, scores, weights)
+    got_p = _binned_point_auroc(targets, maps, weights)
+    for w, gi, gp in zip(weights, got_i, got_p):
+        y = _replicated(w, labels)
+        if 0 < sum(y) < len(y):
+            assert gi == pytest.approx(image_auroc(y, _replicated(w, scores)))
+        assert gp == pytest.approx(point_auroc(_replicated(w, targets), _replicated(w, maps)))
+
+
+def test_bootstrap_interval_holds_the_estimate_and_a_perfect_detector_is_exact():
+    from anomalygen.metrics import bootstrap_class_means
+
+    rng = np.random.default_rng(1)
+    classes = []
+    for _ in range(3):
+        labels = np.r_[np.zeros(12), np.ones(24)].astype(int)
+        scores = rng.normal(size=36) + labels  # an imperfect detector
+        classes.append({"labels": labels, "scores": scores})
+    lo, hi = bootstrap_class_means(classes, draws=400)["i_auroc"]
+    mean = np.mean([image_auroc(c["labels"], c["scores"]) for c in classes])
+    assert lo < mean < hi and hi - lo > 0.02
+    perfect = [{"labels": c["labels"], "scores": c["labels"] + 0.0, "targets": [np.array([0, 1])] * 36,
+                "maps": [np.array([0.1, 0.9])] * 36} for c in classes]
+    out = bootstrap_class_means(perfect, draws=100)
+    assert out["i_auroc"] == (1.0, 1.0) and out["point_auroc"] == (1.0, 1.0)

@@ -33,7 +33,7 @@ def command(detector, out, source, recipe, overrides, device, resume, max_minute
       anomalygen pretrain-detector --detector imrnet --recipe imrnet-tiny --out runs/imrnet-pretrained
       anomalygen train-detector --detector imrnet --recipe imrnet-tiny --data out/anomaly-shapenet --classes ashtray0 --set imrnet.pretrained=runs/imrnet-pretrained --out runs/imrnet
     """
-    from anomalygen.detectors.engine import set_threads
+    from anomalygen.detectors.engine import recipe_loader_workers, set_threads
     from anomalygen.detectors.imrnet.pretrain import pretrain_imrnet
     from anomalygen.recipes import builtin_recipes, get_key, load_recipe
 
@@ -41,7 +41,7 @@ def command(detector, out, source, recipe, overrides, device, resume, max_minute
     set_threads(get_key(rec, "run.threads", None))
     summary = pretrain_imrnet(get_key(rec, detector, {}) or {}, out, source=source,
                               device=device or get_key(rec, "run.device", "auto"), progress=not quiet, resume=resume,
-                              max_minutes=max_minutes)
+                              max_minutes=max_minutes, loader_workers=recipe_loader_workers(rec))
     t = summary["training"]
     click.echo(f"pretrained {detector} on {summary['shapes']} shapes: {t['epochs']} epochs, {t['steps']} steps, "
                f"{summary['seconds']:.1f} s -> {out}")

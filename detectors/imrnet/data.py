@@ -1,9 +1,15 @@
-"""IMRNet's pretraining items: meshes from a shape source sampled and augmented on the fly
-(self-supervised pretraining). Fine-tuning uses the shared point pools of the class's training
-clouds (anomalygen.detectors.common.pools.PointPoolItems).
+"""IMRNet's training items, each thinned to n_points, its patch centres chosen, in the DataLoader
+worker that draws it.
 
-A pool holds POOL x n_points random points; the loss thins it to n_points by farthest-point
-sampling on the device (as PatchAE does). Every draw comes from the (seed, epoch, index) rng.
+- `CloudItems` (fine-tuning): a random pool of POOL x n_points points of one of the class's
+  training clouds, already normalized and moved into the template's pose by the detector.
+- `PretrainItems` (self-supervised pretraining): a fresh area-uniform sample of one mesh of a
+  shape source, randomly rotated and scaled, normalized.
+
+Farthest-point thinning (patches.thin_points: fpsample, compiled) and the centre sampler (GPS:
+normals, curvature and their rates for every point) run in the worker, so the training step
+receives {"points": (n_points, 3), "centres": (groups,)} and only groups and trains. Every draw
+comes from the (seed, epoch, index) rng.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from anomalygen.detectors.common.pools import POOL, normalize
+from anomalygen.detectors.common.pools import POOL, draw_pool, normalize
+from anomalygen.detectors.imrnet.patches import CentrePlan, thin_points
 from anomalygen.detectors.training import EpochItems
 from anomalygen.mesh.sampling import sample_surface
 
@@ -25,9 +32,27 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q
 
 
+def thinned_item(pool: np.ndarray, n_points: int, plan: CentrePlan, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """{"points": (n_points, 3) float32, "centres": (groups,) int64}: a pool thinned, its centres chosen."""
+    points = thin_points(pool, n_points)
+    return {"points": torch.from_numpy(points), "centres": torch.from_numpy(plan.choose(points, rng))}
+
+
+class CloudItems(EpochItems):
+    """Item: a random pool of one prepared training cloud, thinned, its centres chosen (thinned_item)."""
+
+    def __init__(self, clouds: list[np.ndarray], n_points: int, plan: CentrePlan, seed: int, repeat: int):
+        super().__init__(clouds, seed, repeat)
+        self.n_points, self.plan = n_points, plan
+
+    def item(self, cloud: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return thinned_item(draw_pool(cloud, self.n_points, rng), self.n_points, self.plan, rng)
+
+
 class ShapeSourceMeshes:
     """`count` meshes of a shape source (anomalygen.shapes), round-robin over its classes, each made
-    from its own seed on first use and kept (making one costs 30-150 ms; sampling it, less)."""
+    from its own seed on first use and kept (making one costs 30-150 ms; sampling it, less). Each
+    DataLoader worker keeps its own."""
 
     def __init__(self, source, count: int, seed: int):
         self.source, self.count, self.seed = source, count, seed
@@ -45,17 +70,18 @@ class ShapeSourceMeshes:
 
 
 class PretrainItems(EpochItems):
-    """Item: {"points": (POOL x n_points, 3)}: a fresh area-uniform sample of one mesh, randomly
-    rotated (`rotate`), anisotropically scaled by U(1 - scale, 1 + scale) per axis (Point-MAE's
-    scale augmentation), normalized."""
+    """Item: a fresh area-uniform sample of POOL x n_points points of one mesh, randomly rotated
+    (`rotate`), anisotropically scaled by U(1 - scale, 1 + scale) per axis (Point-MAE's scale
+    augmentation), normalized, thinned, its centres chosen (thinned_item)."""
 
-    def __init__(self, meshes: ShapeSourceMeshes, n_points: int, seed: int, rotate: bool = True, scale: float = 0.2):
+    def __init__(self, meshes: ShapeSourceMeshes, n_points: int, plan: CentrePlan, seed: int, rotate: bool = True,
+                 scale: float = 0.2):
         super().__init__(meshes, seed, 1)
-        self.n_points, self.rotate, self.scale = n_points, rotate, scale
+        self.n_points, self.plan, self.rotate, self.scale = n_points, plan, rotate, scale
 
     def item(self, mesh, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         points, _ = sample_surface(mesh, POOL * self.n_points, rng)
         if self.rotate:
             points = points @ random_rotation(rng).T
         points = points * rng.uniform(1 - self.scale, 1 + self.scale, size=3)
-        return {"points": torch.from_numpy(normalize(points.astype(np.float32)))}
+        return thinned_item(normalize(points.astype(np.float32)), self.n_points, self.plan, rng)

@@ -1,8 +1,9 @@
 """IMRNet's training loss (Eq. 12): Chamfer-L2 between the predicted and the true masked patches.
 
 `masked_chamfer_loss` is module-level (DDP pickles it); the detector binds its settings with
-functools.partial. Masks and centre jitter draw from torch's global RNG, which the shared
-loop seeds per epoch, so a resumed run draws the same masks.
+functools.partial. A batch carries each cloud's thinned points and the indices of its patch
+centres, both drawn in the DataLoader workers (data.py). Masks and centre jitter draw from
+torch's global RNG, which the shared loop seeds per epoch, so a resumed run draws the same masks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from anomalygen.detectors.common.points import chamfer_distance
-from anomalygen.detectors.imrnet.patches import make_patches, thin
+from anomalygen.detectors.imrnet.patches import patches_at
 
 
 def random_masks(batch: int, groups: int, masked: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -24,14 +25,13 @@ def masked_count(groups: int, mask_ratio: float) -> int:
     return min(groups - 1, max(1, round(mask_ratio * groups)))
 
 
-def masked_chamfer_loss(network: nn.Module, batch: dict, *, n_points: int, groups: int, patch_points: int,
-                        mask_ratio: float, sampler: str, tau: float, ratio: float, geometry_k: int,
+def masked_chamfer_loss(network: nn.Module, batch: dict, *, groups: int, patch_points: int, mask_ratio: float,
                         centre_jitter: float) -> dict:
     """loss: mean Chamfer-L2 of the masked patches (Eq. 12); jitter moves each masked token's centre
     by N(0, centre_jitter^2) per axis and the target is the true patch seen from the moved centre."""
+    points = batch["points"]
     with torch.no_grad():
-        points = thin(batch["points"], n_points)
-        centres, patches = make_patches(points, groups, patch_points, sampler, tau, ratio, geometry_k)
+        centres, patches = patches_at(points, batch["centres"], patch_points)
     b = points.shape[0]
     masked = random_masks(b, groups, masked_count(groups, mask_ratio), points.device)
     m_centres = torch.gather(centres, 1, masked.unsqueeze(-1).expand(-1, -1, 3))

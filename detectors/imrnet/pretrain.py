@@ -48,8 +48,8 @@ def pretrain_imrnet(config: dict | None, out, source: str | None = None, device:
         raise AnomalygenError(f"{out} already holds a pretrained model; choose another --out")
     src = open_source(source if source is not None else c.pretrain.source)
     seed = c.pretrain.train.seed
-    items = PretrainItems(ShapeSourceMeshes(src, c.pretrain.shapes, seed), c.n_points, seed, c.pretrain.rotate,
-                          c.pretrain.scale)
+    items = PretrainItems(ShapeSourceMeshes(src, c.pretrain.shapes, seed), c.n_points, det.centre_plan(), seed,
+                          c.pretrain.rotate, c.pretrain.scale)
     from anomalygen.detectors.training.loop import fit_network  # Lightning loads only to train
 
     with torch.random.fork_rng(devices=[]):
