@@ -61,8 +61,8 @@ from anomalygen.recipes import builtin_recipes, load_recipe
 SQUARE = "bagel,cable_gland,carrot,foam"
 TUNING = "cookie,dowel,peach,potato"
 COUNTS = {"validation": 1, "test_good": 20, "test_per_defect": 6}
-# Thin classes (carrot, dowel) at `paper` can need more than the default 8 draws to place a visible scratch;
-# more draws change nothing where the first draws succeed.
+# Thin classes (carrot, dowel) at `paper` can need more than render-mvtec3d.yaml's 12 draws to place a visible
+# scratch; more draws change nothing where the first draws succeed. 100 is the most the recipe accepts.
 MAX_TRIES = 100
 FPR_LIMIT, THRESHOLDS = 0.3, 100
 # trainings measured on the tuning classes, each one change from the recipe: (name, zal3d settings)
